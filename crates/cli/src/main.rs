@@ -1,0 +1,3 @@
+//! The swarmsync command line.
+#![forbid(unsafe_code)]
+fn main() {}
