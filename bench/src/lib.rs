@@ -1,0 +1,2 @@
+//! Shared helpers for the benchmark binaries.
+#![forbid(unsafe_code)]
