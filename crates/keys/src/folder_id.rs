@@ -46,7 +46,9 @@ impl FromStr for FolderId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || FolderIdError(s.chars().take(64).collect());
-        let bytes = HEXLOWER_PERMISSIVE.decode(s.trim().as_bytes()).map_err(|_| bad())?;
+        let bytes = HEXLOWER_PERMISSIVE
+            .decode(s.trim().as_bytes())
+            .map_err(|_| bad())?;
         Ok(Self(bytes.try_into().map_err(|_| bad())?))
     }
 }

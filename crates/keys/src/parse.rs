@@ -35,15 +35,26 @@ pub(crate) fn parse(input: &str) -> Result<FolderKey, KeyError> {
     }
     let got = count + 1;
     if got != kind.text_len() {
-        return Err(KeyError::Length { kind, got, want: kind.text_len() });
+        return Err(KeyError::Length {
+            kind,
+            got,
+            want: kind.text_len(),
+        });
     }
 
     let bytes = Zeroizing::new(BASE32_NOPAD.decode(body.as_bytes()).map_err(|_| {
         // Only the unused low bits of the last character can fail here.
-        KeyError::NonCanonical { kind, ch: body.chars().last().unwrap_or('?') }
+        KeyError::NonCanonical {
+            kind,
+            ch: body.chars().last().unwrap_or('?'),
+        }
     })?);
     // The length was checked above; this only keeps the conversion panic-free.
-    let length = KeyError::Length { kind, got, want: kind.text_len() };
+    let length = KeyError::Length {
+        kind,
+        got,
+        want: kind.text_len(),
+    };
     match kind {
         Access::ReadWrite => Ok(FolderKey::ReadWrite(RwSecret::from_bytes(
             bytes.as_slice().try_into().map_err(|_| length)?,

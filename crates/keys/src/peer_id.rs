@@ -72,7 +72,9 @@ impl FromStr for PeerId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let upper = s.trim().to_ascii_uppercase();
-        let bytes = BASE32_NOPAD.decode(upper.as_bytes()).map_err(|_| PeerIdError)?;
+        let bytes = BASE32_NOPAD
+            .decode(upper.as_bytes())
+            .map_err(|_| PeerIdError)?;
         Ok(Self(bytes.try_into().map_err(|_| PeerIdError)?))
     }
 }

@@ -128,14 +128,23 @@ mod tests {
         let ro = key.ro_key();
         let sig = key.sign(b"record", b"payload");
         ro.verify(b"record", b"payload", &sig).unwrap();
-        assert_eq!(ro.verify(b"access-proof", b"payload", &sig), Err(SignatureError));
+        assert_eq!(
+            ro.verify(b"access-proof", b"payload", &sig),
+            Err(SignatureError)
+        );
         assert_eq!(ro.verify(b"record", b"payloaD", &sig), Err(SignatureError));
         // Moving bytes between context and message changes the framing.
         assert_eq!(ro.verify(b"recordp", b"ayload", &sig), Err(SignatureError));
         let mut flipped = sig;
         flipped.0[10] ^= 1;
-        assert_eq!(ro.verify(b"record", b"payload", &flipped), Err(SignatureError));
+        assert_eq!(
+            ro.verify(b"record", b"payload", &flipped),
+            Err(SignatureError)
+        );
         let other = FolderSigningKey::from_seed(&[8; 32]).ro_key();
-        assert_eq!(other.verify(b"record", b"payload", &sig), Err(SignatureError));
+        assert_eq!(
+            other.verify(b"record", b"payload", &sig),
+            Err(SignatureError)
+        );
     }
 }
