@@ -1,0 +1,90 @@
+//! The command line, exactly as DESIGN.md §7 names it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Peer-to-peer folder sync: anyone with a folder's key gets the folder.
+#[derive(Debug, Parser)]
+#[command(name = "swarmsync", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Make and inspect folder keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Keep DIR in sync, in the foreground, until SIGINT/SIGTERM.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Print a new read-write secret and the keys it derives.
+    New {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the kind of KEY, the lower keys it derives and the folder id.
+    Info {
+        /// A folder key (A…, B… or D…); case, spaces and dashes do not matter.
+        key: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// The folder to keep in sync (created if missing).
+    pub(crate) dir: PathBuf,
+    /// Join with this key (read-write, read-only or encrypted); needed once only.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) secret: Option<String>,
+    /// TCP and UDP on the same port.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// A peer to connect to directly (repeatable).
+    #[arg(long = "known-host", value_name = "HOST:PORT")]
+    pub(crate) known_hosts: Vec<String>,
+    /// A tracker to announce to (repeatable).
+    #[arg(long = "tracker", value_name = "HOST:PORT")]
+    pub(crate) trackers: Vec<String>,
+    /// A DHT bootstrap node (repeatable).
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    pub(crate) dht_bootstrap: Vec<String>,
+    /// A relay to fall back on (repeatable).
+    #[arg(long = "relay", value_name = "HOST:PORT")]
+    pub(crate) relays: Vec<String>,
+    /// Do not look for peers on the local network.
+    #[arg(long)]
+    pub(crate) no_lan: bool,
+    /// Do not use the Mainline DHT.
+    #[arg(long)]
+    pub(crate) no_dht: bool,
+    /// Do not use trackers.
+    #[arg(long)]
+    pub(crate) no_tracker: bool,
+    /// Do not exchange peer addresses with connected peers.
+    #[arg(long)]
+    pub(crate) no_pex: bool,
+    /// Never route traffic through a relay.
+    #[arg(long)]
+    pub(crate) no_relay: bool,
+    /// Do not map ports with UPnP or NAT-PMP.
+    #[arg(long)]
+    pub(crate) no_upnp: bool,
+    /// Where the index, secret and node identity live (default DIR/.sync/).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state: Option<PathBuf>,
+}

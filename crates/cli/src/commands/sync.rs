@@ -1,0 +1,69 @@
+//! `swarmsync sync DIR`.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+use daemon::state::{SecretOrigin, StateDir, StateError};
+use keys::FolderKey;
+
+use crate::args::SyncArgs;
+use crate::exit::{Failure, ResultExt};
+
+pub(crate) fn run(args: &SyncArgs) -> Result<(), Failure> {
+    let given: Option<FolderKey> = args
+        .secret
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("--secret")
+        .bad_input()?;
+    let state = open_folder(&args.dir, args.state.as_deref(), given)?;
+    Err(Failure::Runtime(anyhow::anyhow!(
+        "{} is set up (folder id {}, {} key), but syncing with peers is not built yet",
+        args.dir.display(),
+        state.key().folder_id(),
+        state.key().access(),
+    )))
+}
+
+/// Creates `dir` if needed and opens its state, telling the user about a new or
+/// changed secret.
+pub(crate) fn open_folder(
+    dir: &Path,
+    state: Option<&Path>,
+    given: Option<FolderKey>,
+) -> Result<StateDir, Failure> {
+    match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(Failure::BadInput(anyhow::anyhow!("{} is not a directory", dir.display())));
+        }
+        Ok(_) => {}
+        Err(_) => fs::create_dir_all(dir)
+            .with_context(|| format!("creating {}", dir.display()))
+            .runtime()?,
+    }
+    let state_path = state.map_or_else(|| StateDir::default_for(dir), Path::to_owned);
+    let (state, origin) = StateDir::open_or_create(&state_path, given).map_err(|e| match e {
+        StateError::SecretMismatch { .. }
+        | StateError::Downgrade { .. }
+        | StateError::NotADirectory(_) => Failure::BadInput(e.into()),
+        _ => Failure::Runtime(e.into()),
+    })?;
+    match origin {
+        SecretOrigin::Created => {
+            let key = state.key();
+            println!("Created a new folder secret for {}.", dir.display());
+            println!("read-write:  {key}   (share only with your own devices)");
+            if let Some(ro) = key.ro_key() {
+                println!("read-only:   {ro}   (for those who may only read)");
+            }
+            println!("It is stored in {}; later runs need no --secret.", state.path().display());
+        }
+        SecretOrigin::Upgraded => {
+            eprintln!("note: the folder now holds a {} key", state.key().access());
+        }
+        SecretOrigin::Given | SecretOrigin::Stored => {}
+    }
+    Ok(state)
+}
