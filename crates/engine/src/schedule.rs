@@ -1,0 +1,1 @@
+//! Block scheduling (being written).
