@@ -1,0 +1,219 @@
+//! Framing: `len u32 | type u8 | payload`, one message per frame.
+//!
+//! `len` counts the type byte and the payload, so it is at least 1 and at most
+//! [`MAX_FRAME_LEN`]. It is checked as soon as its 4 bytes are in, before
+//! anything is buffered for the frame.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::codec::Reader;
+use crate::error::DecodeError;
+use crate::message::{Message, MessageType};
+use crate::{FRAME_HEADER_LEN, MAX_FRAME_LEN};
+
+impl Message {
+    /// Appends this message as one frame to `out`.
+    ///
+    /// ```
+    /// use wire::{Message, Ping};
+    /// let mut out = Vec::new();
+    /// Message::Ping(Ping { nonce: 1 }).encode(&mut out);
+    /// assert_eq!(out, [0, 0, 0, 9, 0x09, 0, 0, 0, 0, 0, 0, 0, 1]);
+    /// assert_eq!(wire::decode(&out), Ok((Message::Ping(Ping { nonce: 1 }), 13)));
+    /// ```
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+        out.push(self.message_type().to_u8());
+        self.put_payload(out);
+        // The field types bound every message below MAX_FRAME_LEN.
+        let len = out.len().saturating_sub(start + FRAME_HEADER_LEN);
+        let len = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+        if let Some(slot) = out.get_mut(start..start + FRAME_HEADER_LEN) {
+            slot.copy_from_slice(&len);
+        }
+    }
+
+    /// This message as one frame.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes the frame at the start of `buf`: the message and the bytes it
+    /// took. See [`decode`].
+    pub fn decode(buf: &[u8]) -> Result<(Self, usize), DecodeError> {
+        decode(buf)
+    }
+}
+
+/// Decodes the frame at the start of `buf`: the message and the number of
+/// bytes the frame took (bytes after it are left alone).
+///
+/// [`DecodeError::Truncated`] asks for more input. An unknown type reports the
+/// frame's length, so the caller can skip it. Every other error is a fault of
+/// the sender. Byte strings are copied out of `buf`; [`FrameDecoder`] avoids
+/// copying large ones.
+pub fn decode(buf: &[u8]) -> Result<(Message, usize), DecodeError> {
+    let frame_len = frame_len(buf)?;
+    let body = buf
+        .get(FRAME_HEADER_LEN..frame_len)
+        .ok_or(DecodeError::Truncated {
+            needed: frame_len.saturating_sub(buf.len()),
+        })?;
+    let (&ty, payload) = body.split_first().ok_or(DecodeError::EmptyFrame)?;
+    let message = decode_payload(ty, frame_len, Reader::new(payload))?;
+    Ok((message, frame_len))
+}
+
+/// The length of the whole frame at the start of `buf`, header included,
+/// once all of it is in `buf`.
+fn frame_len(buf: &[u8]) -> Result<usize, DecodeError> {
+    let Some((len, _)) = buf.split_first_chunk::<FRAME_HEADER_LEN>() else {
+        return Err(DecodeError::Truncated {
+            needed: FRAME_HEADER_LEN - buf.len(),
+        });
+    };
+    let len = u32::from_be_bytes(*len);
+    let len = match usize::try_from(len) {
+        Ok(0) => return Err(DecodeError::EmptyFrame),
+        Ok(len) if len <= MAX_FRAME_LEN => len,
+        _ => {
+            return Err(DecodeError::TooLong {
+                field: "frame length",
+                len: u64::from(len),
+                max: MAX_FRAME_LEN as u64,
+            });
+        }
+    };
+    let total = FRAME_HEADER_LEN + len;
+    match total.checked_sub(buf.len()) {
+        Some(needed) if needed > 0 => Err(DecodeError::Truncated { needed }),
+        _ => Ok(total),
+    }
+}
+
+fn decode_payload(ty: u8, frame_len: usize, mut r: Reader<'_>) -> Result<Message, DecodeError> {
+    let known = MessageType::from_u8(ty).ok_or(DecodeError::UnknownType { ty, frame_len })?;
+    let message = Message::read_payload(known, &mut r)?;
+    r.finish(ty)?;
+    Ok(message)
+}
+
+/// Byte strings at least this long are sliced out of the frame buffer rather
+/// than copied (see [`FrameDecoder`]).
+pub const ZERO_COPY_MIN_LEN: usize = 64 * 1024;
+
+/// Turns a byte stream, in chunks of any size, into messages.
+///
+/// Sans-IO: feed what the channel decrypted with
+/// [`handle_input`](Self::handle_input), then take messages with
+/// [`poll_message`](Self::poll_message) until it returns `None`, and repeat.
+/// It buffers at most [`MAX_BUFFERED`](Self::MAX_BUFFERED) bytes, one frame
+/// of the largest size: `handle_input` takes only what fits and says how much
+/// it took, and a full buffer always holds a complete frame, so polling
+/// always makes room.
+///
+/// Errors: an unknown type or a malformed known message consumes its frame,
+/// and decoding can go on with the next one (the caller decides whether to
+/// skip or to close; see [`DecodeError::is_skippable`]). A bad frame length
+/// leaves no way to find the next frame: it is returned once, then the
+/// decoder is [failed](Self::is_failed), discards input and yields nothing.
+///
+/// Block and record bytes of at least [`ZERO_COPY_MIN_LEN`] are not copied:
+/// they share the decoder's buffer, which stays allocated while they live.
+///
+/// ```
+/// use wire::{FrameDecoder, Message, Ping};
+/// let bytes = Message::Ping(Ping { nonce: 7 }).to_vec();
+/// let mut decoder = FrameDecoder::new();
+/// let mut got = Vec::new();
+/// for chunk in bytes.chunks(3) {
+///     let mut chunk = chunk;
+///     while !chunk.is_empty() {
+///         let taken = decoder.handle_input(chunk);
+///         chunk = &chunk[taken..];
+///         while let Some(message) = decoder.poll_message() {
+///             got.push(message.unwrap());
+///         }
+///     }
+/// }
+/// assert_eq!(got, [Message::Ping(Ping { nonce: 7 })]);
+/// ```
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    failed: bool,
+}
+
+impl FrameDecoder {
+    /// The most bytes the decoder holds: one frame of [`MAX_FRAME_LEN`] and
+    /// its header.
+    pub const MAX_BUFFERED: usize = FRAME_HEADER_LEN + MAX_FRAME_LEN;
+
+    /// An empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes bytes of the stream, as many as fit, and returns how many it
+    /// took. Poll, then hand it the rest. A failed decoder takes and drops
+    /// everything.
+    #[must_use = "bytes not taken must be offered again"]
+    pub fn handle_input(&mut self, input: &[u8]) -> usize {
+        if self.failed {
+            return input.len();
+        }
+        let room = Self::MAX_BUFFERED.saturating_sub(self.buf.len());
+        let (taken, _) = input.split_at(input.len().min(room));
+        self.buf.extend_from_slice(taken);
+        taken.len()
+    }
+
+    /// The next complete message, or `None` when more input is needed.
+    pub fn poll_message(&mut self) -> Option<Result<Message, DecodeError>> {
+        if self.failed {
+            return None;
+        }
+        let frame_len = match frame_len(&self.buf) {
+            Ok(len) => len,
+            Err(DecodeError::Truncated { .. }) => return None,
+            Err(e) => {
+                self.failed = true;
+                self.buf = BytesMut::new();
+                return Some(Err(e));
+            }
+        };
+        let frame = self.buf.split_to(frame_len).freeze();
+        Some(decode_shared(&frame, frame_len))
+    }
+
+    /// Bytes buffered and not yet returned as messages.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// At least how many more bytes the next message needs (0 when one is
+    /// ready or the decoder failed).
+    pub fn needed(&self) -> usize {
+        match frame_len(&self.buf) {
+            Err(DecodeError::Truncated { needed }) if !self.failed => needed,
+            _ => 0,
+        }
+    }
+
+    /// True after a bad frame length: the stream cannot be followed further.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+}
+
+/// Decodes a whole frame held in `frame`, slicing large byte strings from it.
+fn decode_shared(frame: &Bytes, frame_len: usize) -> Result<Message, DecodeError> {
+    let Some((&ty, _)) = frame.get(FRAME_HEADER_LEN..).and_then(<[u8]>::split_first) else {
+        return Err(DecodeError::EmptyFrame);
+    };
+    let payload = frame.slice(FRAME_HEADER_LEN + 1..);
+    decode_payload(ty, frame_len, Reader::shared(&payload))
+}
