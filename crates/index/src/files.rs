@@ -1,0 +1,609 @@
+//! File records: reading, streaming and writing them.
+
+use std::collections::VecDeque;
+
+use keys::{ShortId, Signature};
+use record::{Block, FileKind, FileRecord, RelPath, SignedRecord, Timestamp, VersionVector};
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use crate::db::classify;
+use crate::{Index, IndexError};
+
+/// What the scanner saw on disk when it last matched a record with its file: if
+/// these still hold, the file is unchanged and is not rehashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time.
+    pub modified: Timestamp,
+    /// Inode number (0 where the platform has none).
+    pub inode: u64,
+}
+
+/// One stored record with its local bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The record.
+    pub record: FileRecord,
+    /// Local sequence number of its last change.
+    pub sequence: u64,
+    /// The signed form, when the record was signed (by us or a peer).
+    pub signed: Option<SignedRecord>,
+    /// A read-only peer's own change: kept here, never signed nor announced.
+    pub local_only: bool,
+    /// Disk state when last matched (`None`: not known to be on disk).
+    pub local: Option<LocalStat>,
+}
+
+/// A record to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// The record; replaces any record at the same path.
+    pub record: FileRecord,
+    /// Its signed form, if any. Must encode `record` (checked).
+    pub signed: Option<SignedRecord>,
+    /// See [`Entry::local_only`].
+    pub local_only: bool,
+    /// See [`Entry::local`]. Blocks of a live file are indexed as local copies only
+    /// when this is `Some`.
+    pub local: Option<LocalStat>,
+}
+
+const COLS: &str = "path, kind, target, size, mtime_secs, mtime_nanos, mode, version, deleted, \
+                    blocks, hash, sequence, body, signature, local_only, disk_size, \
+                    disk_mtime_secs, disk_mtime_nanos, disk_inode";
+
+/// How many rows a streaming query fetches per batch unless told otherwise.
+pub const DEFAULT_BATCH: usize = 512;
+
+impl Index {
+    /// The record at `path`, if any (including tombstones).
+    pub fn get(&self, path: &RelPath) -> Result<Option<Entry>, IndexError> {
+        let sql = format!("SELECT {COLS} FROM files WHERE path = ?1");
+        let row = self
+            .conn
+            .query_row(&sql, [path.as_str()], |r| Ok(RawRow::read(r)))
+            .optional()
+            .map_err(self.err())?;
+        row.transpose()
+            .map_err(self.err())?
+            .map(|raw| raw.decode(self))
+            .transpose()
+    }
+
+    /// Every record changed after sequence `after`, in sequence order, fetched
+    /// `batch` rows at a time (never all at once). Includes local-only and unsigned
+    /// records; see [`announce_since`](Self::announce_since) for what peers may see.
+    pub fn changes_since(&self, after: u64, batch: usize) -> Stream<'_> {
+        Stream::new(
+            self,
+            Order::Sequence {
+                after,
+                announce_only: false,
+            },
+            batch,
+        )
+    }
+
+    /// Like [`changes_since`](Self::changes_since), but only signed records that are
+    /// not local-only: what may be announced to peers.
+    pub fn announce_since(&self, after: u64, batch: usize) -> Stream<'_> {
+        Stream::new(
+            self,
+            Order::Sequence {
+                after,
+                announce_only: true,
+            },
+            batch,
+        )
+    }
+
+    /// Every record at or below `dir` (the whole folder for `None`), in path order,
+    /// streamed in batches.
+    pub fn under(&self, dir: Option<&RelPath>, batch: usize) -> Stream<'_> {
+        Stream::new(
+            self,
+            Order::Path {
+                dir: dir.map(|d| d.as_str().to_owned()),
+                after: None,
+                unseen: false,
+            },
+            batch,
+        )
+    }
+
+    /// Live records at or below `dir` that were not marked with
+    /// [`Writer::mark_seen`] since [`clear_seen`](Self::clear_seen): what a scan
+    /// did not find on disk.
+    pub fn unseen(&self, dir: Option<&RelPath>, batch: usize) -> Stream<'_> {
+        Stream::new(
+            self,
+            Order::Path {
+                dir: dir.map(|d| d.as_str().to_owned()),
+                after: None,
+                unseen: true,
+            },
+            batch,
+        )
+    }
+
+    /// Forgets the paths marked seen (start of a scan).
+    pub fn clear_seen(&mut self) -> Result<(), IndexError> {
+        self.conn
+            .execute("DELETE FROM temp.seen", [])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Opens a write transaction; nothing is visible to readers until
+    /// [`Writer::commit`], and dropping it rolls back.
+    pub fn write(&mut self) -> Result<Writer<'_>, IndexError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| classify(&path, e))?;
+        Ok(Writer {
+            tx,
+            next: self.sequence,
+            sequence: &mut self.sequence,
+            path,
+        })
+    }
+
+    /// Stores one record in its own transaction; returns its new sequence number.
+    pub fn put(&mut self, update: Update) -> Result<u64, IndexError> {
+        let mut w = self.write()?;
+        let seq = w.put(update)?;
+        w.commit()?;
+        Ok(seq)
+    }
+}
+
+/// An open write transaction. Every change in it commits together or not at all.
+#[derive(Debug)]
+pub struct Writer<'a> {
+    tx: Transaction<'a>,
+    sequence: &'a mut u64,
+    next: u64,
+    path: std::path::PathBuf,
+}
+
+impl Writer<'_> {
+    fn err(&self) -> impl Fn(rusqlite::Error) -> IndexError + '_ {
+        |e| classify(&self.path, e)
+    }
+
+    /// Stores `update.record`, replacing the record at its path, under a new sequence
+    /// number (returned). Re-indexes the file's local block locations.
+    pub fn put(&mut self, update: Update) -> Result<u64, IndexError> {
+        let Update {
+            record: r,
+            signed,
+            local_only,
+            local,
+        } = update;
+        r.validate()?;
+        if let Some(s) = &signed
+            && FileRecord::decode(s.body())? != r
+        {
+            return Err(IndexError::Record(record::RecordError::BadValue {
+                field: "signed body",
+                reason: "does not encode the record stored with it",
+            }));
+        }
+        let seq = self.next + 1;
+        let (target, kind) = match &r.kind {
+            FileKind::File => (None, 0),
+            FileKind::Directory => (None, 1),
+            FileKind::Symlink { target } => (Some(target.as_str()), 2),
+        };
+        let version: Vec<u8> = r
+            .version
+            .entries()
+            .iter()
+            .flat_map(|&(p, c)| p.0.to_be_bytes().into_iter().chain(c.to_be_bytes()))
+            .collect();
+        let blocks: Vec<u8> = r
+            .blocks
+            .iter()
+            .flat_map(|b| b.size.to_be_bytes().into_iter().chain(b.hash))
+            .collect();
+        let (body, sig) = match &signed {
+            Some(s) => (Some(s.body()), Some(&s.signature().0[..])),
+            None => (None, None),
+        };
+        let sql = "INSERT INTO files (path, kind, target, size, mtime_secs, mtime_nanos, mode, version, \
+                   deleted, blocks, hash, sequence, body, signature, local_only, disk_size, \
+                   disk_mtime_secs, disk_mtime_nanos, disk_inode) \
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
+                   ON CONFLICT(path) DO UPDATE SET kind=excluded.kind, target=excluded.target, \
+                   size=excluded.size, mtime_secs=excluded.mtime_secs, mtime_nanos=excluded.mtime_nanos, \
+                   mode=excluded.mode, version=excluded.version, deleted=excluded.deleted, \
+                   blocks=excluded.blocks, hash=excluded.hash, sequence=excluded.sequence, \
+                   body=excluded.body, signature=excluded.signature, local_only=excluded.local_only, \
+                   disk_size=excluded.disk_size, disk_mtime_secs=excluded.disk_mtime_secs, \
+                   disk_mtime_nanos=excluded.disk_mtime_nanos, disk_inode=excluded.disk_inode \
+                   RETURNING id";
+        let id: i64 = self
+            .tx
+            .query_row(
+                sql,
+                params![
+                    r.path.as_str(),
+                    kind,
+                    target,
+                    r.size as i64,
+                    r.modified.secs,
+                    r.modified.nanos,
+                    r.mode,
+                    version,
+                    r.deleted,
+                    blocks,
+                    &r.hash[..],
+                    seq as i64,
+                    body,
+                    sig,
+                    local_only,
+                    local.map(|l| l.size as i64),
+                    local.map(|l| l.modified.secs),
+                    local.map(|l| l.modified.nanos),
+                    local.map(|l| l.inode as i64),
+                ],
+                |row| row.get(0),
+            )
+            .map_err(self.err())?;
+        self.tx
+            .execute("DELETE FROM blocks WHERE file_id = ?1", [id])
+            .map_err(self.err())?;
+        if local.is_some() && r.is_live_file() {
+            let mut stmt = self
+                .tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO blocks (hash_prefix, file_id, offset, size) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(self.err())?;
+            let mut offset: u64 = 0;
+            for b in &r.blocks {
+                stmt.execute(params![hash_prefix(&b.hash), id, offset as i64, b.size])
+                    .map_err(|e| classify(&self.path, e))?;
+                offset += u64::from(b.size);
+            }
+        }
+        self.next = seq;
+        Ok(seq)
+    }
+
+    /// Updates only the disk state of the record at `path` (e.g. a new inode after a
+    /// copy with identical content); no new sequence number, nothing to announce.
+    pub fn set_local(
+        &mut self,
+        path: &RelPath,
+        local: Option<LocalStat>,
+    ) -> Result<(), IndexError> {
+        self.tx
+            .execute(
+                "UPDATE files SET disk_size = ?2, disk_mtime_secs = ?3, disk_mtime_nanos = ?4, disk_inode = ?5 \
+                 WHERE path = ?1",
+                params![
+                    path.as_str(),
+                    local.map(|l| l.size as i64),
+                    local.map(|l| l.modified.secs),
+                    local.map(|l| l.modified.nanos),
+                    local.map(|l| l.inode as i64)
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Removes the record at `path` entirely (no tombstone; for purging old
+    /// tombstones or local-only rows). Returns whether there was one.
+    pub fn remove(&mut self, path: &RelPath) -> Result<bool, IndexError> {
+        let n = self
+            .tx
+            .execute("DELETE FROM files WHERE path = ?1", [path.as_str()])
+            .map_err(self.err())?;
+        Ok(n > 0)
+    }
+
+    /// Marks `path` as found by the running scan (see [`Index::unseen`]).
+    pub fn mark_seen(&mut self, path: &RelPath) -> Result<(), IndexError> {
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO temp.seen (path) VALUES (?1)")
+            .and_then(|mut s| s.execute([path.as_str()]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Commits every change, making the new sequence number durable with them.
+    pub fn commit(self) -> Result<(), IndexError> {
+        let Self {
+            tx,
+            sequence,
+            next,
+            path,
+        } = self;
+        if next != *sequence {
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('sequence', ?1) \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [next as i64],
+            )
+            .map_err(|e| classify(&path, e))?;
+        }
+        tx.commit().map_err(|e| classify(&path, e))?;
+        *sequence = next;
+        Ok(())
+    }
+}
+
+/// The first 8 bytes of a block hash as the stored key.
+pub(crate) fn hash_prefix(hash: &[u8; 32]) -> i64 {
+    let [a, b, c, d, e, f, g, h, ..] = *hash;
+    i64::from_be_bytes([a, b, c, d, e, f, g, h])
+}
+
+enum Order {
+    Sequence {
+        after: u64,
+        announce_only: bool,
+    },
+    Path {
+        dir: Option<String>,
+        after: Option<String>,
+        unseen: bool,
+    },
+}
+
+/// A stream of entries read from the index in batches; holds at most one batch.
+pub struct Stream<'a> {
+    index: &'a Index,
+    order: Order,
+    batch: usize,
+    buf: VecDeque<Entry>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Stream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("buffered", &self.buf.len())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<'a> Stream<'a> {
+    fn new(index: &'a Index, order: Order, batch: usize) -> Self {
+        Self {
+            index,
+            order,
+            batch: batch.max(1),
+            buf: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    fn fill(&mut self) -> Result<(), IndexError> {
+        let limit = self.batch as i64;
+        let rows: Vec<Result<RawRow, rusqlite::Error>> = match &self.order {
+            Order::Sequence {
+                after,
+                announce_only,
+            } => {
+                let filter = if *announce_only {
+                    "AND signature IS NOT NULL AND local_only = 0"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "SELECT {COLS} FROM files WHERE sequence > ?1 {filter} ORDER BY sequence LIMIT ?2"
+                );
+                let mut stmt = self
+                    .index
+                    .conn
+                    .prepare_cached(&sql)
+                    .map_err(self.index.err())?;
+                stmt.query_map(params![*after as i64, limit], |r| Ok(RawRow::read(r)))
+                    .map_err(self.index.err())?
+                    .map(|r| r.and_then(|x| x))
+                    .collect()
+            }
+            Order::Path { dir, after, unseen } => {
+                // `dir` itself, then `dir/…`: the range ['dir/', 'dir0') because '0'
+                // follows '/' in byte order (SQLite compares TEXT with memcmp).
+                let (exact, lo, hi, range) = match dir {
+                    Some(d) => (
+                        d.clone(),
+                        format!("{d}/"),
+                        format!("{d}0"),
+                        "(path = ?1 OR (path >= ?2 AND path < ?3))",
+                    ),
+                    None => (
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        "(?1 = ?2 AND ?2 = ?3)",
+                    ),
+                };
+                let cursor = after.clone().unwrap_or_default();
+                let live = if *unseen {
+                    "AND deleted = 0 AND NOT EXISTS (SELECT 1 FROM temp.seen s WHERE s.path = files.path)"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "SELECT {COLS} FROM files WHERE {range} \
+                     AND (?4 = '' OR path > ?4) {live} ORDER BY path LIMIT ?5"
+                );
+                let mut stmt = self
+                    .index
+                    .conn
+                    .prepare_cached(&sql)
+                    .map_err(self.index.err())?;
+                stmt.query_map(params![exact, lo, hi, cursor, limit], |r| {
+                    Ok(RawRow::read(r))
+                })
+                .map_err(self.index.err())?
+                .map(|r| r.and_then(|x| x))
+                .collect()
+            }
+        };
+        if rows.len() < self.batch {
+            self.done = true;
+        }
+        for raw in rows {
+            let entry = raw.map_err(self.index.err())?.decode(self.index)?;
+            match &mut self.order {
+                Order::Sequence { after, .. } => *after = entry.sequence,
+                Order::Path { after, .. } => *after = Some(entry.record.path.as_str().to_owned()),
+            }
+            self.buf.push_back(entry);
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Stream<'_> {
+    type Item = Result<Entry, IndexError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty()
+            && !self.done
+            && let Err(e) = self.fill()
+        {
+            self.done = true;
+            return Some(Err(e));
+        }
+        self.buf.pop_front().map(Ok)
+    }
+}
+
+/// A row as stored, before it is checked.
+struct RawRow {
+    path: String,
+    kind: i64,
+    target: Option<String>,
+    size: i64,
+    mtime_secs: i64,
+    mtime_nanos: i64,
+    mode: i64,
+    version: Vec<u8>,
+    deleted: bool,
+    blocks: Vec<u8>,
+    hash: Vec<u8>,
+    sequence: i64,
+    body: Option<Vec<u8>>,
+    signature: Option<Vec<u8>>,
+    local_only: bool,
+    disk: (Option<i64>, Option<i64>, Option<i64>, Option<i64>),
+}
+
+impl RawRow {
+    fn read(r: &Row<'_>) -> Result<Self, rusqlite::Error> {
+        Ok(Self {
+            path: r.get(0)?,
+            kind: r.get(1)?,
+            target: r.get(2)?,
+            size: r.get(3)?,
+            mtime_secs: r.get(4)?,
+            mtime_nanos: r.get(5)?,
+            mode: r.get(6)?,
+            version: r.get(7)?,
+            deleted: r.get(8)?,
+            blocks: r.get(9)?,
+            hash: r.get(10)?,
+            sequence: r.get(11)?,
+            body: r.get(12)?,
+            signature: r.get(13)?,
+            local_only: r.get(14)?,
+            disk: (r.get(15)?, r.get(16)?, r.get(17)?, r.get(18)?),
+        })
+    }
+
+    fn decode(self, index: &Index) -> Result<Entry, IndexError> {
+        let bad = |reason: &str| IndexError::BadRow {
+            path: index.path.clone(),
+            what: self.path.clone(),
+            reason: reason.to_owned(),
+        };
+        let path = RelPath::new(self.path.clone()).map_err(|e| bad(&e.to_string()))?;
+        let kind = match (self.kind, &self.target) {
+            (0, None) => FileKind::File,
+            (1, None) => FileKind::Directory,
+            (2, Some(t)) => FileKind::Symlink { target: t.clone() },
+            _ => return Err(bad("bad kind")),
+        };
+        let version = self
+            .version
+            .chunks(16)
+            .map(|c| {
+                let (p, n) = c
+                    .split_at_checked(8)
+                    .ok_or_else(|| bad("bad version vector"))?;
+                let p = p.try_into().map_err(|_| bad("bad version vector"))?;
+                let n = n.try_into().map_err(|_| bad("bad version vector"))?;
+                Ok((ShortId(u64::from_be_bytes(p)), u64::from_be_bytes(n)))
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        let version = VersionVector::from_sorted(version).map_err(|_| bad("bad version vector"))?;
+        let blocks = self
+            .blocks
+            .chunks(36)
+            .map(|c| {
+                let (s, h) = c.split_at_checked(4).ok_or_else(|| bad("bad block list"))?;
+                Ok(Block {
+                    size: u32::from_be_bytes(s.try_into().map_err(|_| bad("bad block list"))?),
+                    hash: h.try_into().map_err(|_| bad("bad block list"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        let record = FileRecord {
+            path,
+            kind,
+            size: self.size as u64,
+            modified: Timestamp {
+                secs: self.mtime_secs,
+                nanos: u32::try_from(self.mtime_nanos).map_err(|_| bad("bad mtime"))?,
+            },
+            mode: u32::try_from(self.mode).map_err(|_| bad("bad mode"))?,
+            version,
+            deleted: self.deleted,
+            blocks,
+            hash: self
+                .hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| bad("bad hash"))?,
+        };
+        record.validate().map_err(|e| bad(&e.to_string()))?;
+        let signed = match (self.body, self.signature) {
+            (Some(body), Some(sig)) => {
+                let sig: [u8; 64] = sig
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| bad("bad signature length"))?;
+                Some(SignedRecord::from_parts(body, Signature(sig)))
+            }
+            (None, None) => None,
+            _ => return Err(bad("body without signature")),
+        };
+        let local = match self.disk {
+            (Some(size), Some(secs), Some(nanos), Some(inode)) => Some(LocalStat {
+                size: size as u64,
+                modified: Timestamp {
+                    secs,
+                    nanos: u32::try_from(nanos).map_err(|_| bad("bad disk mtime"))?,
+                },
+                inode: inode as u64,
+            }),
+            _ => None,
+        };
+        Ok(Entry {
+            record,
+            sequence: self.sequence as u64,
+            signed,
+            local_only: self.local_only,
+            local,
+        })
+    }
+}

@@ -1,0 +1,357 @@
+use keys::{PeerId, RwSecret, ShortId};
+use record::{Block, FileKind, FileRecord, RelPath, SignedRecord, Timestamp, VersionVector};
+
+use crate::*;
+
+fn file(path: &str, blocks: &[(u32, u8)]) -> FileRecord {
+    let blocks: Vec<Block> = blocks
+        .iter()
+        .map(|&(size, h)| Block {
+            size,
+            hash: [h; 32],
+        })
+        .collect();
+    FileRecord {
+        path: RelPath::new(path).unwrap(),
+        kind: FileKind::File,
+        size: blocks.iter().map(|b| u64::from(b.size)).sum(),
+        modified: Timestamp {
+            secs: 1_700_000_000,
+            nanos: 5,
+        },
+        mode: 0o644,
+        version: VersionVector::new().incremented(ShortId(9)),
+        deleted: false,
+        hash: if blocks.is_empty() {
+            record::EMPTY_HASH
+        } else {
+            [0xee; 32]
+        },
+        blocks,
+    }
+}
+
+fn local() -> Option<LocalStat> {
+    Some(LocalStat {
+        size: 0,
+        modified: Timestamp { secs: 1, nanos: 2 },
+        inode: u64::MAX,
+    })
+}
+
+fn upd(record: FileRecord) -> Update {
+    Update {
+        record,
+        signed: None,
+        local_only: false,
+        local: local(),
+    }
+}
+
+#[test]
+fn reopen_keeps_id_sequence_and_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    let (id, seq) = {
+        let mut ix = Index::open(&db).unwrap();
+        assert_eq!(ix.sequence(), 0);
+        ix.put(upd(file("a", &[(3, 1)]))).unwrap();
+        ix.put(upd(file("b", &[]))).unwrap();
+        (ix.index_id(), ix.sequence())
+    };
+    assert_eq!(seq, 2);
+    let ix = Index::open(&db).unwrap();
+    assert_eq!(ix.index_id(), id);
+    assert_eq!(ix.sequence(), 2);
+    let e = ix.get(&RelPath::new("a").unwrap()).unwrap().unwrap();
+    assert_eq!(e.record, file("a", &[(3, 1)]));
+    assert_eq!(e.local, local());
+    assert_eq!(e.sequence, 1);
+    assert!(ix.get(&RelPath::new("zzz").unwrap()).unwrap().is_none());
+    // A new database gets a new id.
+    let other = Index::open(&dir.path().join("other.db")).unwrap();
+    assert_ne!(other.index_id(), id);
+}
+
+#[test]
+fn signed_records_are_kept_verbatim() {
+    let rw = RwSecret::from_bytes([5; 20]);
+    let r = file("s.txt", &[(10, 2), (20, 3)]);
+    let signed = SignedRecord::sign(&r, &rw.signing_key()).unwrap();
+    let mut ix = Index::open_in_memory().unwrap();
+    ix.put(Update {
+        record: r.clone(),
+        signed: Some(signed.clone()),
+        local_only: false,
+        local: None,
+    })
+    .unwrap();
+    let e = ix.get(&r.path).unwrap().unwrap();
+    assert_eq!(e.signed.as_ref(), Some(&signed));
+    assert_eq!(e.signed.unwrap().verify(&rw.ro_key()).unwrap(), r);
+    // A signed body that does not match the record is refused.
+    let mut other = r.clone();
+    other.mode = 0o600;
+    let bad = Update {
+        record: other,
+        signed: Some(signed),
+        local_only: false,
+        local: None,
+    };
+    assert!(matches!(ix.put(bad), Err(IndexError::Record(_))));
+    // Invalid records are refused.
+    let mut invalid = r;
+    invalid.size += 1;
+    assert!(matches!(ix.put(upd(invalid)), Err(IndexError::Record(_))));
+}
+
+#[test]
+fn changes_stream_in_sequence_order_and_batches() {
+    let mut ix = Index::open_in_memory().unwrap();
+    let rw = RwSecret::from_bytes([5; 20]);
+    for i in 0..10 {
+        let r = file(&format!("f{i}"), &[(1, i)]);
+        let signed = (i % 2 == 0).then(|| SignedRecord::sign(&r, &rw.signing_key()).unwrap());
+        ix.put(Update {
+            record: r,
+            signed,
+            local_only: i == 4,
+            local: None,
+        })
+        .unwrap();
+    }
+    // Re-writing f0 moves it to the end.
+    let mut w = ix.write().unwrap();
+    w.put(upd(file("f0", &[(2, 0)]))).unwrap();
+    w.commit().unwrap();
+    let all: Vec<Entry> = ix.changes_since(0, 3).collect::<Result<_, _>>().unwrap();
+    let names: Vec<&str> = all.iter().map(|e| e.record.path.as_str()).collect();
+    assert_eq!(
+        names,
+        ["f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9", "f0"]
+    );
+    assert!(all.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    let later: Vec<Entry> = ix.changes_since(8, 1).collect::<Result<_, _>>().unwrap();
+    assert_eq!(later.len(), 3);
+    // Only signed, non-local-only records are announced (f0 is now unsigned).
+    let ann: Vec<String> = ix
+        .announce_since(0, 2)
+        .map(|e| e.unwrap().record.path.into_string())
+        .collect();
+    assert_eq!(ann, ["f2", "f6", "f8"]);
+}
+
+#[test]
+fn dropped_writer_rolls_back() {
+    let mut ix = Index::open_in_memory().unwrap();
+    {
+        let mut w = ix.write().unwrap();
+        w.put(upd(file("x", &[]))).unwrap();
+    }
+    assert_eq!(ix.sequence(), 0);
+    assert!(ix.get(&RelPath::new("x").unwrap()).unwrap().is_none());
+    assert_eq!(ix.put(upd(file("x", &[]))).unwrap(), 1);
+}
+
+#[test]
+fn under_a_directory() {
+    let mut ix = Index::open_in_memory().unwrap();
+    for p in ["a", "a/b", "a/c/d", "ab", "a-b", "a0", "b", "a/z"] {
+        ix.put(upd(file(p, &[]))).unwrap();
+    }
+    let under = |d: Option<&str>, batch| -> Vec<String> {
+        let d = d.map(|d| RelPath::new(d).unwrap());
+        ix.under(d.as_ref(), batch)
+            .map(|e| e.unwrap().record.path.into_string())
+            .collect()
+    };
+    assert_eq!(under(Some("a"), 1), ["a", "a/b", "a/c/d", "a/z"]);
+    assert_eq!(under(Some("a/c"), 10), ["a/c/d"]);
+    assert_eq!(under(None, 3).len(), 8);
+}
+
+#[test]
+fn unseen_finds_what_a_scan_missed() {
+    let mut ix = Index::open_in_memory().unwrap();
+    for p in ["a", "b", "c", "d/e"] {
+        ix.put(upd(file(p, &[]))).unwrap();
+    }
+    let mut gone = file("gone", &[]);
+    gone.deleted = true;
+    gone.hash = [0; 32];
+    ix.put(upd(gone)).unwrap();
+    ix.clear_seen().unwrap();
+    let mut w = ix.write().unwrap();
+    w.mark_seen(&RelPath::new("a").unwrap()).unwrap();
+    w.mark_seen(&RelPath::new("c").unwrap()).unwrap();
+    w.commit().unwrap();
+    let unseen: Vec<String> = ix
+        .unseen(None, 1)
+        .map(|e| e.unwrap().record.path.into_string())
+        .collect();
+    assert_eq!(unseen, ["b", "d/e"]);
+    ix.clear_seen().unwrap();
+    assert_eq!(ix.unseen(None, 10).count(), 4);
+}
+
+#[test]
+fn block_locations_follow_local_files() {
+    let mut ix = Index::open_in_memory().unwrap();
+    ix.put(upd(file("one", &[(10, 1), (20, 2), (30, 1)])))
+        .unwrap();
+    ix.put(Update {
+        local: None,
+        ..upd(file("remote-only", &[(5, 1)]))
+    })
+    .unwrap();
+    let locs = ix.block_locations(&[1; 32], 10).unwrap();
+    let mut offsets: Vec<(String, u64, u32)> = locs
+        .into_iter()
+        .map(|l| (l.path.into_string(), l.offset, l.size))
+        .collect();
+    offsets.sort();
+    assert_eq!(offsets, [("one".into(), 0, 10), ("one".into(), 30, 30)]);
+    assert_eq!(ix.block_locations(&[1; 32], 1).unwrap().len(), 1);
+    // Replacing the file by a tombstone forgets its blocks.
+    let mut t = file("one", &[]);
+    t.deleted = true;
+    t.hash = [0; 32];
+    ix.put(upd(t)).unwrap();
+    assert!(ix.block_locations(&[1; 32], 10).unwrap().is_empty());
+}
+
+#[test]
+fn summary_counts() {
+    let mut ix = Index::open_in_memory().unwrap();
+    ix.put(upd(file("a", &[(10, 1)]))).unwrap();
+    ix.put(Update {
+        local_only: true,
+        ..upd(file("b", &[(5, 1)]))
+    })
+    .unwrap();
+    let mut d = file("d", &[]);
+    d.kind = FileKind::Directory;
+    d.hash = [0; 32];
+    ix.put(upd(d.clone())).unwrap();
+    let mut l = d.clone();
+    l.path = RelPath::new("l").unwrap();
+    l.kind = FileKind::Symlink {
+        target: "../x".into(),
+    };
+    ix.put(upd(l)).unwrap();
+    d.path = RelPath::new("gone").unwrap();
+    d.deleted = true;
+    ix.put(upd(d)).unwrap();
+    let s = ix.summary().unwrap();
+    assert_eq!(
+        s,
+        Summary {
+            files: 2,
+            directories: 1,
+            symlinks: 1,
+            deleted: 1,
+            bytes: 15,
+            local_only: 1
+        }
+    );
+    let mut w = ix.write().unwrap();
+    assert!(w.remove(&RelPath::new("gone").unwrap()).unwrap());
+    w.commit().unwrap();
+    assert_eq!(ix.summary().unwrap().deleted, 0);
+}
+
+#[test]
+fn peer_state_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("i.db");
+    let peer = PeerId([3; 32]);
+    let state = PeerState {
+        index_id: IndexId(u64::MAX),
+        sequence: 77,
+    };
+    {
+        let mut ix = Index::open(&db).unwrap();
+        assert_eq!(ix.peer_state(&peer).unwrap(), None);
+        ix.set_peer_state(&peer, state).unwrap();
+    }
+    let ix = Index::open(&db).unwrap();
+    assert_eq!(ix.peer_state(&peer).unwrap(), Some(state));
+    assert_eq!(PeerState::resume_from(Some(state), IndexId(u64::MAX)), 77);
+    assert_eq!(PeerState::resume_from(Some(state), IndexId(1)), 0);
+    assert_eq!(PeerState::resume_from(None, IndexId(1)), 0);
+}
+
+#[test]
+fn garbage_file_is_reported_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+    let err = Index::open(&db).unwrap_err();
+    assert!(matches!(err, IndexError::Corrupt { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&db.display().to_string()) && msg.contains("delete"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn torn_database_is_reported_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    {
+        let mut ix = Index::open(&db).unwrap();
+        let mut w = ix.write().unwrap();
+        for i in 0..400 {
+            let p = format!("dir/{i:04}-{}", "x".repeat(100));
+            w.put(upd(file(&p, &[(7, 1), (9, 2)]))).unwrap();
+        }
+        w.commit().unwrap();
+        ix.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 8 * page, "{}", bytes.len());
+    // Tear pages 3..6 as a crash in the middle of writing them might.
+    for b in &mut bytes[3 * page..6 * page] {
+        *b = 0xa5;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let err = Index::open(&db).unwrap_err();
+    assert!(matches!(err, IndexError::Corrupt { .. }), "{err:?}");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    drop(Index::open(&db).unwrap());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Index::open(&db).unwrap_err();
+    assert!(
+        matches!(err, IndexError::TooNew { found: 99, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn damaged_rows_are_errors_not_panics() {
+    let mut ix = Index::open_in_memory().unwrap();
+    ix.put(upd(file("a", &[(3, 1)]))).unwrap();
+    ix.conn
+        .execute("UPDATE files SET blocks = x'0102'", [])
+        .unwrap();
+    assert!(matches!(
+        ix.get(&RelPath::new("a").unwrap()),
+        Err(IndexError::BadRow { .. })
+    ));
+    ix.conn
+        .execute("UPDATE files SET path = '../a'", [])
+        .unwrap();
+    let first = ix.changes_since(0, 10).next().unwrap();
+    assert!(matches!(first, Err(IndexError::BadRow { .. })));
+}
