@@ -114,7 +114,10 @@ pub fn decide(local: Option<Local<'_>>, remote: &FileRecord) -> Decision {
                 Side::Local => (remote, ours),
                 Side::Remote => (ours, remote),
             };
-            Decision::Conflict { winner, loser: loser_fate(lost, &won.version) }
+            Decision::Conflict {
+                winner,
+                loser: loser_fate(lost, &won.version),
+            }
         }
     }
 }
@@ -127,7 +130,11 @@ pub fn conflict_winner(local: &FileRecord, remote: &FileRecord) -> Side {
         .cmp(&rank(remote))
         .then_with(|| local.modified.cmp(&remote.modified))
         .then_with(|| tie_break(local, remote));
-    if order == Ordering::Less { Side::Remote } else { Side::Local }
+    if order == Ordering::Less {
+        Side::Remote
+    } else {
+        Side::Local
+    }
 }
 
 /// A total order on records that every peer computes alike: the version vectors
@@ -153,7 +160,11 @@ fn loser_fate(lost: &FileRecord, winner_version: &record::VersionVector) -> Lose
     if is_conflict_name(lost.path.file_name()) {
         return LoserFate::Archive;
     }
-    match conflict_path(&lost.path, lost.modified, last_changer(lost, winner_version)) {
+    match conflict_path(
+        &lost.path,
+        lost.modified,
+        last_changer(lost, winner_version),
+    ) {
         Ok(path) => LoserFate::ConflictCopy(path),
         // A name so long the marker cannot fit even shortened: keep it in the archive.
         Err(_) => LoserFate::Archive,

@@ -1,1 +1,583 @@
-//! Block scheduling (being written).
+//! Which block to ask which peer for.
+//!
+//! The scheduler holds the files this peer needs (one exact version each) and, for
+//! every connected peer, which of those versions it holds whole or in part. The
+//! daemon feeds it what happens and polls it for requests:
+//!
+//! ```text
+//! add_file / remove_file / mark_local          what we need, what we already hold
+//! peer_connected / peer_disconnected           who is there
+//! peer_has_file / peer_has_blocks              what they hold (index, availability)
+//! poll_request(now)   → Request                until None, after every input
+//! handle_block / handle_bad_block / handle_timeout(now)
+//! poll_complete()     → path                   files whose every block is here
+//! ```
+//!
+//! Sources are never fixed per file: each request goes to whichever peer can serve
+//! it now, so a peer that connects late takes its share at once (the weakness of
+//! pullers that pick a file's source from the first index to arrive).
+//!
+//! Choice of block, in order:
+//! 1. Only the first [`ScheduleConfig::active_files`] incomplete files that some
+//!    connected peer can serve are worked on at once, so files finish one after
+//!    another instead of all being half-done.
+//! 2. Among their missing blocks, the rarest first: the one the fewest connected
+//!    peers can serve, so a block only one peer has is fetched while that peer is
+//!    still there. Ties go to the earlier file and block.
+//! 3. Endgame: when nothing is missing that a peer could fetch, an idle peer asks for
+//!    a block already requested from one other peer; whichever copy arrives first
+//!    counts, so one slow peer cannot hold up the end of a sync.
+//!
+//! Each peer has a pipeline of outstanding requests sized from its measured rate
+//! (enough bytes to cover [`ScheduleConfig::pipeline_time`] of transfer, at least
+//! [`ScheduleConfig::min_pipeline`] requests), so fast peers are kept busy and slow
+//! ones are not flooded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use keys::PeerId;
+use record::{FileRecord, RelPath};
+
+/// Tuning of the scheduler.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// Files worked on at once.
+    pub active_files: usize,
+    /// Requests a peer always may have outstanding, whatever its rate.
+    pub min_pipeline: usize,
+    /// Transfer time a peer's outstanding requests should cover.
+    pub pipeline_time: Duration,
+    /// Most bytes outstanding at one peer.
+    pub max_pipeline_bytes: u64,
+    /// A request unanswered this long is given up and the block asked elsewhere.
+    pub request_timeout: Duration,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            active_files: 64,
+            min_pipeline: 8,
+            pipeline_time: Duration::from_millis(250),
+            max_pipeline_bytes: 64 << 20,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Ask `peer` for block `index` of the version `file_hash` of `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Whom to ask.
+    pub peer: PeerId,
+    /// The file.
+    pub path: RelPath,
+    /// The whole-file hash of the wanted version.
+    pub file_hash: [u8; 32],
+    /// Which block of that version.
+    pub index: usize,
+    /// Its offset in the file.
+    pub offset: u64,
+    /// Its length.
+    pub size: u32,
+    /// Its BLAKE3 hash, which the answer must match.
+    pub hash: [u8; 32],
+}
+
+/// What an arriving block meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// The first copy: write it.
+    Accepted,
+    /// Already here (an endgame duplicate, or a file no longer needed): drop it.
+    Unneeded,
+}
+
+/// Files and bytes still to fetch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Files not yet complete.
+    pub files: usize,
+    /// Bytes of blocks neither here nor held locally.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BlockState {
+    Missing,
+    /// Outstanding at these peers, since these times (two at most, in the endgame).
+    Requested(Vec<(PeerId, Instant)>),
+    /// Here: downloaded or available from a local copy.
+    Done,
+}
+
+#[derive(Debug)]
+struct FileNeed {
+    record: FileRecord,
+    offsets: Vec<u64>,
+    blocks: Vec<BlockState>,
+    left: usize,
+    reported: bool,
+}
+
+impl FileNeed {
+    fn new(record: FileRecord) -> Self {
+        let offsets = record
+            .blocks
+            .iter()
+            .scan(0u64, |at, b| {
+                let here = *at;
+                *at += u64::from(b.size);
+                Some(here)
+            })
+            .collect();
+        let blocks = vec![BlockState::Missing; record.blocks.len()];
+        let left = blocks.len();
+        Self {
+            record,
+            offsets,
+            blocks,
+            left,
+            reported: false,
+        }
+    }
+
+    fn finish(&mut self, index: usize) -> bool {
+        match self.blocks.get_mut(index) {
+            Some(state) if *state != BlockState::Done => {
+                *state = BlockState::Done;
+                self.left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct PeerState {
+    /// Versions (path → file hash) the peer holds whole.
+    whole: HashMap<RelPath, [u8; 32]>,
+    /// Versions the peer holds in part, with one flag per block.
+    partial: HashMap<RelPath, ([u8; 32], Vec<bool>)>,
+    in_flight: usize,
+    in_flight_bytes: u64,
+    /// Smoothed delivery rate, bytes per second.
+    rate: f64,
+    sample_bytes: u64,
+    sample_start: Option<Instant>,
+    /// Nothing to ask this peer for, as of the last poll; cleared by any input that
+    /// could give it work, so idle peers cost nothing per poll.
+    idle: bool,
+}
+
+impl PeerState {
+    fn can_serve(&self, need: &FileNeed, index: usize) -> bool {
+        let path = &need.record.path;
+        if self.whole.get(path) == Some(&need.record.hash) {
+            return true;
+        }
+        matches!(self.partial.get(path), Some((hash, bits))
+            if *hash == need.record.hash && bits.get(index) == Some(&true))
+    }
+
+    fn has_room(&self, config: &ScheduleConfig) -> bool {
+        if self.in_flight_bytes >= config.max_pipeline_bytes {
+            return false;
+        }
+        if self.in_flight < config.min_pipeline {
+            return true;
+        }
+        let budget = self.rate * config.pipeline_time.as_secs_f64();
+        (self.in_flight_bytes as f64) < budget
+    }
+
+    fn record_delivery(&mut self, bytes: u64, now: Instant) {
+        const SAMPLE: Duration = Duration::from_millis(200);
+        self.sample_bytes += bytes;
+        let start = *self.sample_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= SAMPLE {
+            let sample = self.sample_bytes as f64 / elapsed.as_secs_f64();
+            self.rate = if self.rate == 0.0 {
+                sample
+            } else {
+                0.7 * self.rate + 0.3 * sample
+            };
+            self.sample_bytes = 0;
+            self.sample_start = Some(now);
+        }
+    }
+}
+
+/// The block scheduler of one folder. See the module docs for the poll order.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    config: ScheduleConfig,
+    /// Needed files in the order they were added.
+    files: BTreeMap<u64, FileNeed>,
+    order: HashMap<RelPath, u64>,
+    next_order: u64,
+    peers: HashMap<PeerId, PeerState>,
+}
+
+impl Scheduler {
+    /// An empty scheduler.
+    pub fn new(config: ScheduleConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// Needs `record` (a live file; its blocks all missing). Replaces any other
+    /// version of the same path that was needed.
+    pub fn add_file(&mut self, record: FileRecord) {
+        self.remove_file(&record.path);
+        let key = self.next_order;
+        self.next_order += 1;
+        self.order.insert(record.path.clone(), key);
+        self.files.insert(key, FileNeed::new(record));
+        self.wake_all();
+    }
+
+    /// No longer needs `path` (applied, superseded or deleted). Outstanding requests
+    /// for it are forgotten; their answers will be [`Arrival::Unneeded`].
+    pub fn remove_file(&mut self, path: &RelPath) {
+        let Some(key) = self.order.remove(path) else {
+            return;
+        };
+        if let Some(need) = self.files.remove(&key) {
+            for (state, block) in need.blocks.iter().zip(&need.record.blocks) {
+                if let BlockState::Requested(at) = state {
+                    for (peer, _) in at {
+                        self.release(peer, block.size);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Block `index` of `path` is already here (a local copy will be used).
+    pub fn mark_local(&mut self, path: &RelPath, index: usize) {
+        if let Some(need) = self.need_mut(path) {
+            need.finish(index);
+        }
+    }
+
+    /// A peer connected.
+    pub fn peer_connected(&mut self, peer: PeerId) {
+        self.peers.entry(peer).or_default();
+    }
+
+    /// A peer went away: what was outstanding at it is asked elsewhere.
+    pub fn peer_disconnected(&mut self, peer: &PeerId) {
+        if self.peers.remove(peer).is_none() {
+            return;
+        }
+        for need in self.files.values_mut() {
+            for state in &mut need.blocks {
+                forget_request(state, peer);
+            }
+        }
+        self.wake_all();
+    }
+
+    /// `peer` holds the version `file_hash` of `path` whole.
+    pub fn peer_has_file(&mut self, peer: &PeerId, path: &RelPath, file_hash: [u8; 32]) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.partial.remove(path);
+            state.whole.insert(path.clone(), file_hash);
+            state.idle = false;
+        }
+    }
+
+    /// `peer` holds the blocks flagged in `have` of the version `file_hash` of
+    /// `path` (it is still downloading that version itself).
+    pub fn peer_has_blocks(
+        &mut self,
+        peer: &PeerId,
+        path: &RelPath,
+        file_hash: [u8; 32],
+        have: Vec<bool>,
+    ) {
+        if let Some(state) = self.peers.get_mut(peer)
+            && state.whole.get(path) != Some(&file_hash)
+        {
+            state.partial.insert(path.clone(), (file_hash, have));
+            state.idle = false;
+        }
+    }
+
+    /// `peer` no longer holds any version of `path`.
+    pub fn peer_lost_file(&mut self, peer: &PeerId, path: &RelPath) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.whole.remove(path);
+            state.partial.remove(path);
+        }
+    }
+
+    /// The next request to send, if any peer has room and something to serve.
+    /// Call until `None` after every input.
+    pub fn poll_request(&mut self, now: Instant) -> Option<Request> {
+        let mut peers: Vec<(PeerId, usize)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.idle && p.has_room(&self.config))
+            .map(|(id, p)| (*id, p.in_flight))
+            .collect();
+        // The least busy peer asks first; ids break ties so runs are repeatable.
+        peers.sort_unstable_by_key(|(id, busy)| (*busy, *id));
+        for (peer, _) in peers {
+            if let Some((key, index)) = self.pick(&peer) {
+                return self.issue(peer, key, index, now);
+            }
+            if let Some(state) = self.peers.get_mut(&peer) {
+                state.idle = true;
+            }
+        }
+        None
+    }
+
+    /// A block arrived from `peer` and matched its hash (the caller checks).
+    pub fn handle_block(
+        &mut self,
+        peer: &PeerId,
+        path: &RelPath,
+        file_hash: [u8; 32],
+        index: usize,
+        now: Instant,
+    ) -> Arrival {
+        let size = self.block_size(path, index).unwrap_or(0);
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.record_delivery(u64::from(size), now);
+        }
+        // A file no longer needed had its requests released when it was removed.
+        let Some(key) = self.order.get(path).copied() else {
+            return Arrival::Unneeded;
+        };
+        let Some(need) = self.files.get_mut(&key) else {
+            return Arrival::Unneeded;
+        };
+        if need.record.hash != file_hash {
+            return Arrival::Unneeded;
+        }
+        let requested_from = match need.blocks.get(index) {
+            Some(BlockState::Requested(at)) => at.iter().map(|(p, _)| *p).collect(),
+            _ => Vec::new(),
+        };
+        let fresh = need.finish(index);
+        for other in requested_from {
+            self.release(&other, size);
+        }
+        if fresh {
+            Arrival::Accepted
+        } else {
+            Arrival::Unneeded
+        }
+    }
+
+    /// A block from `peer` failed verification or the peer said it does not have
+    /// it: ask someone else, and stop counting on `peer` for that version.
+    pub fn handle_bad_block(&mut self, peer: &PeerId, path: &RelPath, index: usize) {
+        let size = self.block_size(path, index).unwrap_or(0);
+        if let Some(state) = self.need_mut(path).and_then(|n| n.blocks.get_mut(index)) {
+            forget_request(state, peer);
+        }
+        self.release(peer, size);
+        self.peer_lost_file(peer, path);
+        self.wake_all();
+    }
+
+    /// Gives up requests older than the timeout, so the blocks are asked elsewhere.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let timeout = self.config.request_timeout;
+        let mut expired = Vec::new();
+        for need in self.files.values_mut() {
+            for (state, block) in need.blocks.iter_mut().zip(&need.record.blocks) {
+                if let BlockState::Requested(at) = state {
+                    at.retain(|(peer, since)| {
+                        let keep = now.saturating_duration_since(*since) < timeout;
+                        if !keep {
+                            expired.push((*peer, block.size));
+                        }
+                        keep
+                    });
+                    if at.is_empty() {
+                        *state = BlockState::Missing;
+                    }
+                }
+            }
+        }
+        if !expired.is_empty() {
+            self.wake_all();
+        }
+        for (peer, size) in expired {
+            self.release(&peer, size);
+        }
+    }
+
+    /// When the oldest outstanding request will time out.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.files
+            .values()
+            .flat_map(|need| &need.blocks)
+            .filter_map(|state| match state {
+                BlockState::Requested(at) => at.iter().map(|(_, since)| *since).min(),
+                _ => None,
+            })
+            .min()
+            .map(|oldest| oldest + self.config.request_timeout)
+    }
+
+    /// A file whose every block is here, to be assembled and moved into place.
+    /// Each is reported once; call [`remove_file`](Self::remove_file) when applied.
+    pub fn poll_complete(&mut self) -> Option<RelPath> {
+        let need = self
+            .files
+            .values_mut()
+            .find(|n| n.left == 0 && !n.reported)?;
+        need.reported = true;
+        Some(need.record.path.clone())
+    }
+
+    /// What is still to fetch.
+    pub fn progress(&self) -> Progress {
+        let mut progress = Progress::default();
+        for need in self.files.values().filter(|n| n.left > 0) {
+            progress.files += 1;
+            for (state, block) in need.blocks.iter().zip(&need.record.blocks) {
+                if *state != BlockState::Done {
+                    progress.bytes += u64::from(block.size);
+                }
+            }
+        }
+        progress
+    }
+
+    /// Whether `path` is needed and which peers could serve some of it now.
+    pub fn sources(&self, path: &RelPath) -> Vec<PeerId> {
+        let Some(need) = self.order.get(path).and_then(|k| self.files.get(k)) else {
+            return Vec::new();
+        };
+        let mut peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| (0..need.blocks.len()).any(|i| p.can_serve(need, i)))
+            .map(|(id, _)| *id)
+            .collect();
+        peers.sort_unstable();
+        peers
+    }
+
+    fn need_mut(&mut self, path: &RelPath) -> Option<&mut FileNeed> {
+        let key = self.order.get(path)?;
+        self.files.get_mut(key)
+    }
+
+    fn block_size(&self, path: &RelPath, index: usize) -> Option<u32> {
+        let need = self.files.get(self.order.get(path)?)?;
+        need.record.blocks.get(index).map(|b| b.size)
+    }
+
+    fn wake_all(&mut self) {
+        for state in self.peers.values_mut() {
+            state.idle = false;
+        }
+    }
+
+    fn release(&mut self, peer: &PeerId, size: u32) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            state.in_flight_bytes = state.in_flight_bytes.saturating_sub(u64::from(size));
+        }
+    }
+
+    /// The block `peer` should fetch next: the rarest missing block among the
+    /// first files it can help with, else an endgame duplicate. One pass in file
+    /// order that stops after `active_files` files with something missing, so the
+    /// cost is the size of that window plus the files already fully requested.
+    fn pick(&self, peer: &PeerId) -> Option<(u64, usize)> {
+        let me = self.peers.get(peer)?;
+        let others: Vec<&PeerState> = self
+            .peers
+            .iter()
+            .filter(|(id, _)| *id != peer)
+            .map(|(_, p)| p)
+            .collect();
+        let mut best: Option<(usize, u64, usize)> = None;
+        let mut endgame: Option<(u64, usize)> = None;
+        let mut active = 0;
+        for (key, need) in self.files.iter().filter(|(_, n)| n.left > 0) {
+            let mut missing_here = false;
+            for (index, state) in need.blocks.iter().enumerate() {
+                match state {
+                    BlockState::Missing if me.can_serve(need, index) => {
+                        missing_here = true;
+                        let holders =
+                            1 + others.iter().filter(|p| p.can_serve(need, index)).count();
+                        if best.is_none_or(|(h, _, _)| holders < h) {
+                            best = Some((holders, *key, index));
+                        }
+                    }
+                    BlockState::Requested(at)
+                        if endgame.is_none()
+                            && at.len() == 1
+                            && at.iter().all(|(p, _)| p != peer)
+                            && me.can_serve(need, index) =>
+                    {
+                        endgame = Some((*key, index));
+                    }
+                    _ => {}
+                }
+            }
+            if missing_here {
+                active += 1;
+                if active >= self.config.active_files {
+                    break;
+                }
+            }
+        }
+        // The endgame starts only when nothing at all is missing for this peer.
+        best.map(|(_, key, index)| (key, index)).or(endgame)
+    }
+
+    fn issue(&mut self, peer: PeerId, key: u64, index: usize, now: Instant) -> Option<Request> {
+        let need = self.files.get_mut(&key)?;
+        let block = *need.record.blocks.get(index)?;
+        let offset = *need.offsets.get(index)?;
+        let state = need.blocks.get_mut(index)?;
+        match state {
+            BlockState::Missing => *state = BlockState::Requested(vec![(peer, now)]),
+            BlockState::Requested(at) => at.push((peer, now)),
+            BlockState::Done => return None,
+        }
+        let request = Request {
+            peer,
+            path: need.record.path.clone(),
+            file_hash: need.record.hash,
+            index,
+            offset,
+            size: block.size,
+            hash: block.hash,
+        };
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.in_flight += 1;
+            state.in_flight_bytes += u64::from(block.size);
+        }
+        Some(request)
+    }
+}
+
+fn forget_request(state: &mut BlockState, peer: &PeerId) {
+    if let BlockState::Requested(at) = state {
+        at.retain(|(p, _)| p != peer);
+        if at.is_empty() {
+            *state = BlockState::Missing;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -16,7 +16,10 @@ fn file(path: &str, version: VersionVector, secs: i64, content: u8) -> FileRecor
         mode: 0o644,
         version,
         deleted: false,
-        blocks: vec![Block { size: 1, hash: [content; 32] }],
+        blocks: vec![Block {
+            size: 1,
+            hash: [content; 32],
+        }],
         hash: [content; 32],
     }
 }
@@ -33,11 +36,20 @@ fn tombstone(path: &str, version: VersionVector, secs: i64) -> FileRecord {
 }
 
 fn dir(path: &str, version: VersionVector) -> FileRecord {
-    FileRecord { kind: FileKind::Directory, size: 0, blocks: vec![], hash: [0; 32], ..file(path, version, 5, 0) }
+    FileRecord {
+        kind: FileKind::Directory,
+        size: 0,
+        blocks: vec![],
+        hash: [0; 32],
+        ..file(path, version, 5, 0)
+    }
 }
 
 fn local(record: &FileRecord) -> Option<Local<'_>> {
-    Some(Local { record, local_only: false })
+    Some(Local {
+        record,
+        local_only: false,
+    })
 }
 
 #[test]
@@ -58,9 +70,14 @@ fn concurrent_edits_keep_both_later_mtime_wins() {
         panic!("concurrent edits are a conflict");
     };
     assert_eq!(winner, Side::Remote);
-    let LoserFate::ConflictCopy(copy) = loser else { panic!("the loser is kept") };
+    let LoserFate::ConflictCopy(copy) = loser else {
+        panic!("the loser is kept")
+    };
     // Our version lost: named for its own time and for peer 1, whose change it was.
-    let expected = format!("docs/report.sync-conflict-19700101-000140-{}.pdf", ShortId(1));
+    let expected = format!(
+        "docs/report.sync-conflict-19700101-000140-{}.pdf",
+        ShortId(1)
+    );
     assert_eq!(copy.as_str(), expected);
 }
 
@@ -70,11 +87,17 @@ fn modification_beats_deletion() {
     let deleted = tombstone("a", vv(&[(1, 1), (2, 1)]), 99);
     assert_eq!(
         decide(local(&deleted), &edited),
-        Decision::Conflict { winner: Side::Remote, loser: LoserFate::Nothing }
+        Decision::Conflict {
+            winner: Side::Remote,
+            loser: LoserFate::Nothing
+        }
     );
     assert_eq!(
         decide(local(&edited), &deleted),
-        Decision::Conflict { winner: Side::Local, loser: LoserFate::Nothing }
+        Decision::Conflict {
+            winner: Side::Local,
+            loser: LoserFate::Nothing
+        }
     );
 }
 
@@ -82,8 +105,10 @@ fn modification_beats_deletion() {
 fn directory_beats_file_and_the_file_is_kept() {
     let d = dir("x", vv(&[(1, 1)]));
     let f = file("x", vv(&[(2, 1)]), 1_000, 7);
-    let Decision::Conflict { winner: Side::Local, loser: LoserFate::ConflictCopy(p) } =
-        decide(local(&d), &f)
+    let Decision::Conflict {
+        winner: Side::Local,
+        loser: LoserFate::ConflictCopy(p),
+    } = decide(local(&d), &f)
     else {
         panic!("the directory wins, the file is kept");
     };
@@ -108,7 +133,10 @@ fn conflict_copy_of_a_conflict_copy_goes_to_the_archive() {
     let theirs = file(&name, vv(&[(2, 1)]), 2, 2);
     assert_eq!(
         decide(local(&ours), &theirs),
-        Decision::Conflict { winner: Side::Remote, loser: LoserFate::Archive }
+        Decision::Conflict {
+            winner: Side::Remote,
+            loser: LoserFate::Archive
+        }
     );
 }
 
@@ -117,9 +145,14 @@ fn read_only_local_edit_yields_but_is_kept() {
     let base = vv(&[(1, 1)]);
     let ro_edit = file("a", base.clone().incremented(ShortId(9)), 500, 1);
     let rw_change = file("a", base.clone().incremented(ShortId(1)), 10, 2);
-    let ours = Some(Local { record: &ro_edit, local_only: true });
-    let Decision::Conflict { winner: Side::Remote, loser: LoserFate::ConflictCopy(_) } =
-        decide(ours, &rw_change)
+    let ours = Some(Local {
+        record: &ro_edit,
+        local_only: true,
+    });
+    let Decision::Conflict {
+        winner: Side::Remote,
+        loser: LoserFate::ConflictCopy(_),
+    } = decide(ours, &rw_change)
     else {
         panic!("the signed change wins, the edit stays beside it");
     };
@@ -129,8 +162,9 @@ fn read_only_local_edit_yields_but_is_kept() {
 }
 
 fn arb_record() -> impl Strategy<Value = FileRecord> {
-    let version = proptest::collection::btree_map(0u64..4, 1u64..4, 1..4)
-        .prop_map(|m| VersionVector::from_sorted(m.into_iter().map(|(p, c)| (ShortId(p), c)).collect()).unwrap());
+    let version = proptest::collection::btree_map(0u64..4, 1u64..4, 1..4).prop_map(|m| {
+        VersionVector::from_sorted(m.into_iter().map(|(p, c)| (ShortId(p), c)).collect()).unwrap()
+    });
     (version, 0i64..4, 0u8..3, 0u8..3).prop_map(|(v, secs, content, kind)| match kind {
         0 => file("p/a.txt", v, secs, content),
         1 => tombstone("p/a.txt", v, secs),
@@ -141,8 +175,16 @@ fn arb_record() -> impl Strategy<Value = FileRecord> {
 /// What a peer ends with under the name after applying a decision.
 fn kept<'a>(local: &'a FileRecord, remote: &'a FileRecord, d: &Decision) -> &'a FileRecord {
     match d {
-        Decision::Keep | Decision::Conflict { winner: Side::Local, .. } => local,
-        Decision::Take | Decision::Conflict { winner: Side::Remote, .. } => remote,
+        Decision::Keep
+        | Decision::Conflict {
+            winner: Side::Local,
+            ..
+        } => local,
+        Decision::Take
+        | Decision::Conflict {
+            winner: Side::Remote,
+            ..
+        } => remote,
     }
 }
 
