@@ -1,0 +1,461 @@
+//! One folder's sync logic: remote records in, a plan of actions out.
+//!
+//! The daemon owns the disk, the index and the sockets; this owns the decisions.
+//! Inputs are `handle_*` calls, outputs come from [`Folder::poll_action`], which the
+//! daemon calls until `None` after every input:
+//!
+//! ```text
+//! handle_records(peer, records, index)   a peer's index or index update
+//! handle_availability(peer, …)           blocks a peer holds of a file it is fetching
+//! peer_connected / peer_disconnected
+//! handle_local_blocks(path, indexes)     answer to Action::FindLocalBlocks
+//! handle_block / handle_bad_block        answers to Action::Request
+//! handle_applied(path) / handle_apply_failed(path)
+//! handle_local_change(path, index)       the scanner changed a path we are fetching
+//! handle_timeout(now)
+//! poll_action(now) → Action
+//! ```
+//!
+//! Deletions wait until every file being fetched has had its local blocks looked
+//! up, so a rename (a delete plus a create with the same blocks) copies the blocks
+//! from the old file instead of downloading them.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use keys::{PeerId, RoKey};
+use record::{FileKind, FileRecord, RecordError, RelPath, SignedRecord};
+
+use crate::decide::{Decision, Local, LoserFate, Side, decide};
+use crate::schedule::{Arrival, Progress, Request, ScheduleConfig, Scheduler};
+
+/// What the folder's index holds for a path, as the engine needs it.
+#[derive(Debug, Clone)]
+pub struct LocalEntry {
+    /// The record.
+    pub record: FileRecord,
+    /// A read-only peer's own change: never signed, never announced.
+    pub local_only: bool,
+}
+
+/// Read access to the folder's index: the engine asks, it never writes.
+pub trait LocalIndex {
+    /// The record held for `path`, if any.
+    fn get(&self, path: &RelPath) -> Option<LocalEntry>;
+}
+
+impl<F: Fn(&RelPath) -> Option<LocalEntry>> LocalIndex for F {
+    fn get(&self, path: &RelPath) -> Option<LocalEntry> {
+        self(path)
+    }
+}
+
+/// A record that was refused, to be logged with the peer that sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Who sent it.
+    pub peer: PeerId,
+    /// Why it was refused.
+    pub reason: RecordError,
+}
+
+/// A step for the daemon to carry out. Every action that changes the folder also
+/// stores `signed` in the index when it succeeds, and reports back with
+/// [`Folder::handle_applied`] or [`Folder::handle_apply_failed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Move our version of `path` out of the way of the winner of a conflict, and
+    /// drop its record from the index (the scanner indexes a conflict copy as a new
+    /// file). Nothing else for that path is planned until this is applied; then the
+    /// winner is taken.
+    MoveAside {
+        /// The path whose local version lost.
+        path: RelPath,
+        /// Where it goes: a conflict copy (which the scanner then picks up as a new
+        /// file) or the archive.
+        to: LoserFate,
+    },
+    /// Create (or fix the mode of) a directory.
+    CreateDir {
+        /// The record to store.
+        signed: SignedRecord,
+        /// Its decoded form.
+        record: FileRecord,
+    },
+    /// Create or replace a symlink (the old entry goes to the archive).
+    CreateSymlink {
+        /// The record to store.
+        signed: SignedRecord,
+        /// Its decoded form.
+        record: FileRecord,
+    },
+    /// Archive whatever is at the path and store the tombstone.
+    Delete {
+        /// The tombstone to store.
+        signed: SignedRecord,
+        /// Its decoded form.
+        record: FileRecord,
+    },
+    /// The content is already here; only the record changed (time, mode or
+    /// version): set them and store the record.
+    UpdateMetadata {
+        /// The record to store.
+        signed: SignedRecord,
+        /// Its decoded form.
+        record: FileRecord,
+    },
+    /// A file is needed: look up which of its blocks exist locally (any file, the
+    /// old version, a leftover partial), copy them into the file's temporary, and
+    /// answer with [`Folder::handle_local_blocks`].
+    FindLocalBlocks {
+        /// The file.
+        path: RelPath,
+        /// Its decoded record (blocks, sizes, offsets implied).
+        record: FileRecord,
+    },
+    /// Ask a peer for a block.
+    Request(Request),
+    /// Every block of the file is in its temporary: check the whole-file hash,
+    /// fsync, archive the old version, rename into place, set time and mode, store
+    /// the record.
+    Finalize {
+        /// The record to store.
+        signed: SignedRecord,
+        /// Its decoded form.
+        record: FileRecord,
+    },
+}
+
+/// Settings of one folder's engine.
+#[derive(Debug, Clone)]
+pub struct FolderConfig {
+    /// The folder's read-only key, which verifies every record.
+    pub ro_key: RoKey,
+    /// Scheduler tuning.
+    pub schedule: ScheduleConfig,
+}
+
+#[derive(Debug)]
+struct Needed {
+    /// The peer whose announcement made us need it.
+    from: PeerId,
+    signed: SignedRecord,
+    record: FileRecord,
+    looked_up: bool,
+}
+
+/// The sync logic of one folder. See the module docs for the call order.
+#[derive(Debug)]
+pub struct Folder {
+    ro_key: RoKey,
+    scheduler: Scheduler,
+    needed: HashMap<RelPath, Needed>,
+    /// Paths with an action out that must be applied before anything else is
+    /// planned for them, with the record to reconsider afterwards.
+    busy: HashMap<RelPath, Option<(PeerId, SignedRecord)>>,
+    held_deletes: Vec<(SignedRecord, FileRecord)>,
+    actions: VecDeque<Action>,
+}
+
+impl Folder {
+    /// A folder with nothing needed yet.
+    pub fn new(config: FolderConfig) -> Self {
+        Self {
+            ro_key: config.ro_key,
+            scheduler: Scheduler::new(config.schedule),
+            needed: HashMap::new(),
+            busy: HashMap::new(),
+            held_deletes: Vec::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// A peer's records. Each is verified before anything else; a bad one is
+    /// returned for logging and the rest still count.
+    pub fn handle_records(
+        &mut self,
+        peer: PeerId,
+        records: Vec<SignedRecord>,
+        index: &impl LocalIndex,
+    ) -> Vec<Rejected> {
+        let mut rejected = Vec::new();
+        let mut accepted = Vec::with_capacity(records.len());
+        for signed in records {
+            match signed.verify(&self.ro_key) {
+                Ok(record) => accepted.push((signed, record)),
+                Err(reason) => rejected.push(Rejected { peer, reason }),
+            }
+        }
+        // Parents before children, so directories exist before what is in them.
+        accepted.sort_by(|a, b| a.1.path.components().cmp(b.1.path.components()));
+        for (signed, record) in accepted {
+            self.consider(peer, signed, record, index);
+        }
+        rejected
+    }
+
+    fn consider(
+        &mut self,
+        peer: PeerId,
+        signed: SignedRecord,
+        record: FileRecord,
+        index: &impl LocalIndex,
+    ) {
+        if let Some(waiting) = self.busy.get_mut(&record.path) {
+            // Reconsidered once the action in flight is applied; the newest wins.
+            let newer = match waiting {
+                Some((_, queued)) => queued
+                    .verify(&self.ro_key)
+                    .is_ok_and(|q| !q.version.dominates(&record.version)),
+                None => true,
+            };
+            if newer {
+                *waiting = Some((peer, signed));
+            }
+            return;
+        }
+        if let Some(needed) = self.needed.get(&record.path) {
+            if needed.record == record {
+                // Another source for the version we are fetching.
+                self.scheduler
+                    .peer_has_file(&peer, &record.path, record.hash);
+                return;
+            }
+            if needed.record.version.dominates(&record.version) {
+                return;
+            }
+        }
+        let local = index.get(&record.path);
+        let local_ref = local.as_ref().map(|l| Local {
+            record: &l.record,
+            local_only: l.local_only,
+        });
+        match decide(local_ref, &record) {
+            Decision::Keep
+            | Decision::Conflict {
+                winner: Side::Local,
+                ..
+            } => {
+                // The losing side of a conflict moves its own version aside and
+                // announces the copy; nothing to do here.
+            }
+            Decision::Take => self.take(peer, signed, record, local.as_ref()),
+            Decision::Conflict {
+                winner: Side::Remote,
+                loser,
+            } => {
+                if loser == LoserFate::Nothing {
+                    self.take(peer, signed, record, local.as_ref());
+                } else {
+                    let path = record.path.clone();
+                    self.busy.insert(path.clone(), Some((peer, signed)));
+                    self.actions
+                        .push_back(Action::MoveAside { path, to: loser });
+                }
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        peer: PeerId,
+        signed: SignedRecord,
+        record: FileRecord,
+        local: Option<&LocalEntry>,
+    ) {
+        let path = record.path.clone();
+        if self.needed.remove(&path).is_some() {
+            self.scheduler.remove_file(&path);
+        }
+        // A newer record supersedes a deletion still waiting its turn.
+        self.held_deletes.retain(|(_, held)| held.path != path);
+        if record.deleted {
+            self.held_deletes.push((signed, record));
+            return;
+        }
+        let same_content = local.is_some_and(|l| {
+            !l.record.deleted && l.record.kind == record.kind && l.record.hash == record.hash
+        });
+        let action = match &record.kind {
+            FileKind::Directory => Action::CreateDir { signed, record },
+            FileKind::Symlink { .. } if same_content => Action::UpdateMetadata { signed, record },
+            FileKind::Symlink { .. } => Action::CreateSymlink { signed, record },
+            FileKind::File if same_content => Action::UpdateMetadata { signed, record },
+            FileKind::File => {
+                self.scheduler.add_file(record.clone());
+                self.scheduler.peer_has_file(&peer, &path, record.hash);
+                self.actions.push_back(Action::FindLocalBlocks {
+                    path: path.clone(),
+                    record: record.clone(),
+                });
+                self.needed.insert(
+                    path,
+                    Needed {
+                        from: peer,
+                        signed,
+                        record,
+                        looked_up: false,
+                    },
+                );
+                return;
+            }
+        };
+        self.busy.insert(path, None);
+        self.actions.push_back(action);
+    }
+
+    /// A peer holds some blocks of a version it is still fetching.
+    pub fn handle_availability(
+        &mut self,
+        peer: &PeerId,
+        path: &RelPath,
+        file_hash: [u8; 32],
+        have: Vec<bool>,
+    ) {
+        self.scheduler.peer_has_blocks(peer, path, file_hash, have);
+    }
+
+    /// A peer connected (its records come through [`handle_records`](Self::handle_records)).
+    pub fn peer_connected(&mut self, peer: PeerId) {
+        self.scheduler.peer_connected(peer);
+    }
+
+    /// A peer went away; what was outstanding there is asked elsewhere.
+    pub fn peer_disconnected(&mut self, peer: &PeerId) {
+        self.scheduler.peer_disconnected(peer);
+    }
+
+    /// The answer to [`Action::FindLocalBlocks`]: these blocks are in the temporary.
+    pub fn handle_local_blocks(&mut self, path: &RelPath, present: &[usize]) {
+        for &index in present {
+            self.scheduler.mark_local(path, index);
+        }
+        if let Some(needed) = self.needed.get_mut(path) {
+            needed.looked_up = true;
+        }
+    }
+
+    /// A block arrived and matched its hash; write it only if `Accepted`.
+    pub fn handle_block(
+        &mut self,
+        peer: &PeerId,
+        path: &RelPath,
+        file_hash: [u8; 32],
+        index: usize,
+        now: Instant,
+    ) -> Arrival {
+        self.scheduler
+            .handle_block(peer, path, file_hash, index, now)
+    }
+
+    /// A block failed its hash check or the peer could not serve it.
+    pub fn handle_bad_block(&mut self, peer: &PeerId, path: &RelPath, index: usize) {
+        self.scheduler.handle_bad_block(peer, path, index);
+    }
+
+    /// The action for `path` was carried out (and its record stored).
+    pub fn handle_applied(&mut self, path: &RelPath, index: &impl LocalIndex) {
+        if self.needed.remove(path).is_some() {
+            self.scheduler.remove_file(path);
+        }
+        if let Some(Some((peer, signed))) = self.busy.remove(path) {
+            // A record that waited (the winner after a MoveAside, or a newer one).
+            if let Ok(record) = signed.verify(&self.ro_key) {
+                self.consider(peer, signed, record, index);
+            }
+        }
+    }
+
+    /// The action for `path` failed (disk full, the file changed meanwhile, …):
+    /// the path is dropped from the plan; the record comes again with the next
+    /// index exchange or rescan.
+    pub fn handle_apply_failed(&mut self, path: &RelPath) {
+        if self.needed.remove(path).is_some() {
+            self.scheduler.remove_file(path);
+        }
+        self.busy.remove(path);
+    }
+
+    /// The scanner recorded a local change to `path`: a version being fetched for it
+    /// is reconsidered against the new local one.
+    pub fn handle_local_change(&mut self, path: &RelPath, index: &impl LocalIndex) {
+        let Some(needed) = self.needed.remove(path) else {
+            return;
+        };
+        self.scheduler.remove_file(path);
+        self.consider(needed.from, needed.signed, needed.record, index);
+    }
+
+    /// Gives up requests that took too long.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.scheduler.handle_timeout(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.scheduler.poll_timeout()
+    }
+
+    /// The next action. Call until `None` after every input.
+    pub fn poll_action(&mut self, now: Instant) -> Option<Action> {
+        if let Some(action) = self.actions.pop_front() {
+            return Some(action);
+        }
+        if let Some(path) = self.scheduler.poll_complete() {
+            if let Some(needed) = self.needed.get(&path) {
+                return Some(Action::Finalize {
+                    signed: needed.signed.clone(),
+                    record: needed.record.clone(),
+                });
+            }
+        }
+        if let Some(request) = self.scheduler.poll_request(now) {
+            return Some(Action::Request(request));
+        }
+        self.release_deletes()
+    }
+
+    fn release_deletes(&mut self) -> Option<Action> {
+        if self.held_deletes.is_empty() || self.needed.values().any(|n| !n.looked_up) {
+            return None;
+        }
+        // Children before parents, so directories are empty when their turn comes.
+        self.held_deletes
+            .sort_by(|a, b| a.1.path.components().cmp(b.1.path.components()));
+        let at = self
+            .held_deletes
+            .iter()
+            .rposition(|(_, r)| !self.busy.contains_key(&r.path))?;
+        let (signed, record) = self.held_deletes.remove(at);
+        self.busy.insert(record.path.clone(), None);
+        Some(Action::Delete { signed, record })
+    }
+
+    /// What is still to fetch.
+    pub fn progress(&self) -> Progress {
+        self.scheduler.progress()
+    }
+
+    /// Whether nothing is planned or in flight: the folder is in sync with what
+    /// its peers announced.
+    pub fn is_idle(&self) -> bool {
+        self.needed.is_empty()
+            && self.busy.is_empty()
+            && self.held_deletes.is_empty()
+            && self.actions.is_empty()
+    }
+
+    /// Paths still needed, with the peers that could serve them now (for `status`).
+    pub fn needed(&self) -> Vec<(RelPath, Vec<PeerId>)> {
+        let mut out: Vec<_> = self
+            .needed
+            .keys()
+            .map(|p| (p.clone(), self.scheduler.sources(p)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
