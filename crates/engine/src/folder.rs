@@ -401,13 +401,15 @@ impl Folder {
         if let Some(action) = self.actions.pop_front() {
             return Some(action);
         }
-        if let Some(path) = self.scheduler.poll_complete() {
-            if let Some(needed) = self.needed.get(&path) {
-                return Some(Action::Finalize {
-                    signed: needed.signed.clone(),
-                    record: needed.record.clone(),
-                });
-            }
+        if let Some(needed) = self
+            .scheduler
+            .poll_complete()
+            .and_then(|p| self.needed.get(&p))
+        {
+            return Some(Action::Finalize {
+                signed: needed.signed.clone(),
+                record: needed.record.clone(),
+            });
         }
         if let Some(request) = self.scheduler.poll_request(now) {
             return Some(Action::Request(request));

@@ -128,7 +128,7 @@ fn a_new_file_is_looked_up_fetched_and_finalized() {
     let mut fx = Fixture::new();
     fx.folder.peer_connected(peer(1));
     let f = file("a.bin", &[(1, 1)], 3, 3);
-    fx.receive(peer(1), &[f.clone()]);
+    fx.receive(peer(1), std::slice::from_ref(&f));
     let actions = fx.actions();
     assert!(matches!(&actions[0], Action::FindLocalBlocks { .. }));
     let requests: Vec<&Request> = actions
@@ -220,7 +220,7 @@ fn conflict_moves_the_local_loser_aside_then_takes_the_winner() {
         1,
     );
     fx.folder.peer_connected(peer(3));
-    fx.receive(peer(3), &[theirs.clone()]);
+    fx.receive(peer(3), std::slice::from_ref(&theirs));
     let actions = fx.actions();
     let [
         Action::MoveAside {
@@ -248,8 +248,8 @@ fn same_version_from_a_second_peer_adds_a_source() {
     fx.folder.peer_connected(peer(1));
     fx.folder.peer_connected(peer(2));
     let f = file("a", &[(1, 1)], 2, 4);
-    fx.receive(peer(1), &[f.clone()]);
-    fx.receive(peer(2), &[f.clone()]);
+    fx.receive(peer(1), std::slice::from_ref(&f));
+    fx.receive(peer(2), std::slice::from_ref(&f));
     let actions = fx.actions();
     let peers: std::collections::BTreeSet<PeerId> = actions
         .iter()
@@ -282,7 +282,7 @@ fn metadata_only_change_transfers_nothing() {
     let mut chmod = ours.clone();
     chmod.mode = 0o600;
     chmod.version = chmod.version.incremented(ShortId(1));
-    fx.receive(peer(1), &[chmod.clone()]);
+    fx.receive(peer(1), std::slice::from_ref(&chmod));
     let actions = fx.actions();
     assert!(matches!(&actions[..], [Action::UpdateMetadata { record, .. }] if *record == chmod));
 }
