@@ -1,0 +1,470 @@
+//! The record layer: AES-128-GCM records with counter nonces and a key ratchet.
+//!
+//! ```text
+//! record  = length (u32 big-endian) ‖ AES-128-GCM(key, nonce, aad = length, inner) ‖ tag (16)
+//! inner   = payload ‖ type (1)
+//! length  = len(inner) + 16, between 17 and MAX_RECORD_LEN
+//! nonce   = iv XOR (0u32 ‖ seq u64 big-endian)
+//! ```
+//!
+//! `seq` counts records under the current key in one direction, from 0. It lives
+//! only in [`Direction`], and the only way to get a nonce is
+//! [`Direction::next_nonce`], which increments it: a (key, nonce) pair is never
+//! used twice. The sender updates its key after `rekey_after` records, long
+//! before [`crate::MAX_RECORDS_PER_KEY`], which the receiver enforces.
+
+use hkdf::Hkdf;
+use ring::aead::{AES_128_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::{AbortCode, ChannelError, MAX_RECORDS_PER_KEY, Violation};
+
+/// Bytes of the record length header.
+pub(crate) const HEADER_LEN: usize = 4;
+/// Bytes of the AES-GCM tag.
+pub(crate) const TAG_LEN: usize = 16;
+/// Largest payload of one record (64 KiB).
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Largest value of the length header: payload, type byte and tag.
+pub const MAX_RECORD_LEN: usize = MAX_PAYLOAD + 1 + TAG_LEN;
+/// Smallest value of the length header: an empty payload.
+pub(crate) const MIN_RECORD_LEN: usize = 1 + TAG_LEN;
+
+/// Record types (the last byte of the inner plaintext).
+pub(crate) mod kind {
+    /// Application bytes for the layer above.
+    pub(crate) const DATA: u8 = 0x01;
+    /// The sender switches to its next key after this record; empty payload.
+    pub(crate) const KEY_UPDATE: u8 = 0x02;
+    /// The sender will send nothing more; payload is one byte, 0 for a clean close
+    /// or an abort code.
+    pub(crate) const CLOSE: u8 = 0x03;
+    /// The first record in each direction: the sender's access proof.
+    pub(crate) const ACCESS_PROOF: u8 = 0x04;
+}
+
+const LABEL_KEY: &[u8] = b"swarmsync v1 record key";
+const LABEL_IV: &[u8] = b"swarmsync v1 record iv";
+const LABEL_NEXT: &[u8] = b"swarmsync v1 key update";
+
+/// `HKDF-Expand(prk, label, N)`.
+pub(crate) fn expand<const N: usize>(
+    prk: &[u8; 32],
+    label: &[u8],
+) -> Result<Zeroizing<[u8; N]>, ChannelError> {
+    let mut out = Zeroizing::new([0u8; N]);
+    Hkdf::<Sha256>::from_prk(prk)
+        .map_err(|_| ChannelError::Crypto("hkdf prk"))?
+        .expand(label, out.as_mut())
+        .map_err(|_| ChannelError::Crypto("hkdf expand"))?;
+    Ok(out)
+}
+
+/// The state of one direction: traffic secret, key, iv and record counter.
+pub(crate) struct Direction {
+    secret: Zeroizing<[u8; 32]>,
+    key: LessSafeKey,
+    iv: [u8; NONCE_LEN],
+    seq: u64,
+    epoch: u64,
+}
+
+impl Direction {
+    pub(crate) fn new(secret: Zeroizing<[u8; 32]>) -> Result<Self, ChannelError> {
+        let (key, iv) = Self::keys(&secret)?;
+        Ok(Self {
+            secret,
+            key,
+            iv,
+            seq: 0,
+            epoch: 0,
+        })
+    }
+
+    fn keys(secret: &[u8; 32]) -> Result<(LessSafeKey, [u8; NONCE_LEN]), ChannelError> {
+        let key = expand::<16>(secret, LABEL_KEY)?;
+        let iv = expand::<NONCE_LEN>(secret, LABEL_IV)?;
+        let key = UnboundKey::new(&AES_128_GCM, key.as_ref())
+            .map_err(|_| ChannelError::Crypto("aes key"))?;
+        Ok((LessSafeKey::new(key), *iv))
+    }
+
+    /// The nonce for the next record; the counter moves on, so it is never reused.
+    fn next_nonce(&mut self) -> Option<Nonce> {
+        if self.seq >= MAX_RECORDS_PER_KEY {
+            return None;
+        }
+        let mut nonce = self.iv;
+        for (n, c) in nonce
+            .iter_mut()
+            .skip(NONCE_LEN - 8)
+            .zip(self.seq.to_be_bytes())
+        {
+            *n ^= c;
+        }
+        self.seq += 1;
+        Some(Nonce::assume_unique_for_key(nonce))
+    }
+
+    /// Moves to the next traffic secret, key and iv; the counter restarts.
+    fn ratchet(&mut self) -> Result<(), ChannelError> {
+        let next = expand::<32>(&self.secret, LABEL_NEXT)?;
+        let (key, iv) = Self::keys(&next)?;
+        self.secret = next;
+        self.key = key;
+        self.iv = iv;
+        self.seq = 0;
+        self.epoch += 1;
+        Ok(())
+    }
+
+    /// (epoch, records sent or received under the current key).
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.epoch, self.seq)
+    }
+
+    /// Moves the counter (tests only).
+    #[cfg(test)]
+    pub(crate) fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+
+    /// The nonce bytes the next record will use (tests only).
+    #[cfg(test)]
+    pub(crate) fn peek_nonce(&self) -> ([u8; 32], [u8; NONCE_LEN]) {
+        let mut nonce = self.iv;
+        for (n, c) in nonce
+            .iter_mut()
+            .skip(NONCE_LEN - 8)
+            .zip(self.seq.to_be_bytes())
+        {
+            *n ^= c;
+        }
+        (*self.secret, nonce)
+    }
+}
+
+/// The sending half.
+pub(crate) struct Sender {
+    pub(crate) dir: Direction,
+    rekey_after: u64,
+    closed: bool,
+}
+
+impl Sender {
+    pub(crate) fn new(dir: Direction, rekey_after: u64) -> Self {
+        Self {
+            dir,
+            rekey_after: rekey_after.clamp(2, MAX_RECORDS_PER_KEY),
+            closed: false,
+        }
+    }
+
+    /// Appends one record of `kind` to `out`, then a key update if this key has
+    /// carried its share.
+    fn seal(&mut self, kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
+        if self.closed {
+            return Err(ChannelError::Closed);
+        }
+        self.seal_one(kind, payload, out)?;
+        if self.dir.seq >= self.rekey_after - 1 {
+            self.seal_one(kind::KEY_UPDATE, &[], out)?;
+            self.dir.ratchet()?;
+        }
+        Ok(())
+    }
+
+    fn seal_one(
+        &mut self,
+        kind: u8,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ChannelError> {
+        let nonce = self
+            .dir
+            .next_nonce()
+            .ok_or(ChannelError::Crypto("record counter"))?;
+        // payload ≤ MAX_PAYLOAD, so the length fits easily.
+        let len = u32::try_from(payload.len() + MIN_RECORD_LEN)
+            .map_err(|_| ChannelError::Crypto("record length"))?;
+        let header = len.to_be_bytes();
+        out.reserve(HEADER_LEN + payload.len() + MIN_RECORD_LEN);
+        out.extend_from_slice(&header);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        out.push(kind);
+        let (_, inner) = out.split_at_mut(start);
+        let tag = self
+            .dir
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(header), inner)
+            .map_err(|_| ChannelError::Crypto("aes-gcm seal"))?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// Seals any record type, for tests of the receiver.
+    #[cfg(test)]
+    pub(crate) fn seal_for_tests(
+        &mut self,
+        kind: u8,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ChannelError> {
+        self.seal_one(kind, payload, out)
+    }
+
+    /// Appends data records carrying `plaintext` (none if it is empty).
+    pub(crate) fn data(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
+        for chunk in plaintext.chunks(MAX_PAYLOAD) {
+            self.seal(kind::DATA, chunk, out)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the access-proof record.
+    pub(crate) fn access_proof(
+        &mut self,
+        proof: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ChannelError> {
+        self.seal(kind::ACCESS_PROOF, proof, out)
+    }
+
+    /// Appends a close record (code 0 for a clean close); nothing can follow.
+    pub(crate) fn close(&mut self, code: u8, out: &mut Vec<u8>) -> Result<(), ChannelError> {
+        self.seal(kind::CLOSE, &[code], out)?;
+        self.closed = true;
+        Ok(())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecvState {
+    ExpectProof,
+    Open,
+    Closed,
+}
+
+/// The receiving half: reassembles records from arbitrary splits, authenticates
+/// them and keeps the plaintext of data records until it is read.
+pub(crate) struct Receiver {
+    pub(crate) dir: Direction,
+    state: RecvState,
+    /// A record that has not fully arrived (never more than one).
+    partial: Vec<u8>,
+    /// Authenticated plaintext not yet read, from `plain_pos` on.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// The access proof, once received, until the handshake takes it.
+    proof: Option<Vec<u8>>,
+    failed: bool,
+}
+
+impl Receiver {
+    pub(crate) fn new(dir: Direction) -> Self {
+        Self {
+            dir,
+            state: RecvState::ExpectProof,
+            partial: Vec::new(),
+            plain: Vec::new(),
+            plain_pos: 0,
+            proof: None,
+            failed: false,
+        }
+    }
+
+    /// Feeds bytes from the peer. On an error the receiver is dead: buffered
+    /// plaintext is discarded and nothing is released any more.
+    pub(crate) fn handle_input(&mut self, input: &[u8]) -> Result<(), ChannelError> {
+        if self.failed {
+            return Err(ChannelError::Failed);
+        }
+        let result = self.process(input);
+        if result.is_err() {
+            self.fail();
+        }
+        result
+    }
+
+    pub(crate) fn fail(&mut self) {
+        self.failed = true;
+        self.plain = Vec::new();
+        self.plain_pos = 0;
+        self.partial = Vec::new();
+        self.proof = None;
+    }
+
+    fn process(&mut self, mut input: &[u8]) -> Result<(), ChannelError> {
+        while !input.is_empty() {
+            if self.state == RecvState::Closed {
+                return Err(Violation::DataAfterClose.into());
+            }
+            if self.partial.is_empty() {
+                // Fast path: whole records straight from the input.
+                if let Some((header, rest)) = input.split_first_chunk::<HEADER_LEN>() {
+                    let len = check_len(header)?;
+                    if let Some((body, rest)) = rest.split_at_checked(len) {
+                        self.open(*header, body)?;
+                        input = rest;
+                        continue;
+                    }
+                }
+            }
+            // Slow path: gather one record in `partial`.
+            let want = match self.partial.split_first_chunk::<HEADER_LEN>() {
+                None => HEADER_LEN - self.partial.len(),
+                Some((header, _)) => HEADER_LEN + check_len(header)? - self.partial.len(),
+            };
+            let (now, rest) = input.split_at(want.min(input.len()));
+            self.partial.extend_from_slice(now);
+            input = rest;
+            if let Some((header, body)) = self.partial.split_first_chunk::<HEADER_LEN>() {
+                let len = check_len(header)?;
+                if body.len() == len {
+                    let record = std::mem::take(&mut self.partial);
+                    if let Some((header, body)) = record.split_first_chunk::<HEADER_LEN>() {
+                        self.open(*header, body)?;
+                    }
+                    self.partial = record;
+                    self.partial.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Authenticates and dispatches one whole record.
+    fn open(&mut self, header: [u8; HEADER_LEN], body: &[u8]) -> Result<(), ChannelError> {
+        let nonce = self.dir.next_nonce().ok_or(Violation::KeyExhausted)?;
+        let start = self.plain.len();
+        self.plain.extend_from_slice(body);
+        let (_, inner) = self.plain.split_at_mut(start);
+        let inner_len = match self.dir.key.open_in_place(nonce, Aad::from(header), inner) {
+            Ok(inner) => inner.len(),
+            Err(_) => {
+                self.plain.truncate(start);
+                return Err(Violation::BadTag.into());
+            }
+        };
+        self.plain.truncate(start + inner_len);
+        let kind = self.plain.pop().ok_or(Violation::BadTag)?;
+        let payload_len = self.plain.len() - start;
+        match (self.state, kind) {
+            (RecvState::ExpectProof, kind::ACCESS_PROOF) => {
+                self.proof = Some(self.plain.split_off(start));
+                self.state = RecvState::Open;
+            }
+            (RecvState::ExpectProof, kind::DATA | kind::KEY_UPDATE | kind::CLOSE) => {
+                self.plain.truncate(start);
+                return Err(Violation::MissingAccessProof.into());
+            }
+            (RecvState::Open, kind::DATA) => {}
+            (RecvState::Open, kind::KEY_UPDATE) => {
+                self.plain.truncate(start);
+                if payload_len != 0 {
+                    return Err(Violation::MalformedControl("key-update").into());
+                }
+                self.dir.ratchet()?;
+            }
+            (RecvState::Open, kind::CLOSE) => {
+                let code = self.plain.get(start..).and_then(|p| match p {
+                    [code] => Some(*code),
+                    _ => None,
+                });
+                self.plain.truncate(start);
+                let code = code.ok_or(Violation::MalformedControl("close"))?;
+                self.state = RecvState::Closed;
+                if code != 0 {
+                    return Err(ChannelError::PeerAborted(AbortCode::from_byte(code)));
+                }
+            }
+            (RecvState::Open, kind::ACCESS_PROOF) => {
+                self.plain.truncate(start);
+                return Err(Violation::UnexpectedAccessProof.into());
+            }
+            (_, other) => {
+                self.plain.truncate(start);
+                return Err(Violation::UnknownRecordType(other).into());
+            }
+        }
+        Ok(())
+    }
+
+    /// A receiver past the access proof, for test pairs without a handshake.
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn new_open(dir: Direction) -> Self {
+        Self {
+            state: RecvState::Open,
+            ..Self::new(dir)
+        }
+    }
+
+    /// Takes the access proof, if it has arrived.
+    pub(crate) fn take_proof(&mut self) -> Option<Vec<u8>> {
+        self.proof.take()
+    }
+
+    /// Whether the peer sent its authenticated close.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state == RecvState::Closed
+    }
+
+    /// Bytes of plaintext ready to read.
+    pub(crate) fn available(&self) -> usize {
+        self.plain.len() - self.plain_pos
+    }
+
+    /// Copies plaintext into `buf`; returns how many bytes.
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> usize {
+        let ready = self.plain.get(self.plain_pos..).unwrap_or(&[]);
+        let n = ready.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), ready.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.plain_pos += n;
+        if self.plain_pos == self.plain.len() {
+            self.plain.clear();
+            self.plain_pos = 0;
+        }
+        n
+    }
+
+    /// Takes all plaintext ready to read.
+    pub(crate) fn take(&mut self) -> Option<Vec<u8>> {
+        if self.available() == 0 {
+            return None;
+        }
+        let mut all = std::mem::take(&mut self.plain);
+        all.drain(..self.plain_pos);
+        self.plain_pos = 0;
+        Some(all)
+    }
+
+    /// Whether a record has begun to arrive but not finished.
+    pub(crate) fn has_partial(&self) -> bool {
+        !self.partial.is_empty()
+    }
+}
+
+fn check_len(header: &[u8; HEADER_LEN]) -> Result<usize, Violation> {
+    let len = usize::try_from(u32::from_be_bytes(*header)).unwrap_or(usize::MAX);
+    if len < MIN_RECORD_LEN {
+        return Err(Violation::RecordTooShort {
+            len,
+            min: MIN_RECORD_LEN,
+        });
+    }
+    if len > MAX_RECORD_LEN {
+        return Err(Violation::RecordTooLong {
+            len,
+            max: MAX_RECORD_LEN,
+        });
+    }
+    Ok(len)
+}
