@@ -168,7 +168,8 @@ impl Sender {
             return Err(ChannelError::Closed);
         }
         self.seal_one(kind, payload, out)?;
-        if self.dir.seq >= self.rekey_after - 1 {
+        // Nothing may follow a close, not even a key update.
+        if kind != kind::CLOSE && self.dir.seq >= self.rekey_after - 1 {
             self.seal_one(kind::KEY_UPDATE, &[], out)?;
             self.dir.ratchet()?;
         }

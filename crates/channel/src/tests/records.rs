@@ -271,3 +271,13 @@ fn key_update_with_payload_and_unknown_types_are_rejected() {
     }
     let _ = record::MIN_RECORD_LEN;
 }
+
+#[test]
+fn close_at_the_rekey_threshold_is_the_last_record() {
+    // Regression (found by proptest): a close that filled the key's share was
+    // followed by a key update, which the peer rightly called data after close.
+    let (mut a, mut b) = session_pair(2).unwrap();
+    a.close().unwrap();
+    b.handle_input(&a.poll_output().unwrap()).unwrap();
+    b.handle_eof().unwrap();
+}
