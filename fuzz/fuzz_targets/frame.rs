@@ -1,4 +1,55 @@
-//! Placeholder: the owner of this target replaces it.
+//! A byte stream fed to `wire::FrameDecoder` in chunks of arbitrary sizes
+//! gives exactly what the same stream gives in one piece, never buffers more
+//! than one largest frame, and every message it yields re-encodes to itself.
+//!
+//! Input: one seed byte choosing the chunk sizes, then the stream.
 #![no_main]
+
 use libfuzzer_sys::fuzz_target;
-fuzz_target!(|_data: &[u8]| {});
+use wire::{DecodeError, FrameDecoder, Message};
+
+/// Feeds `stream` in chunks of the sizes `next_len` picks and collects every
+/// result.
+fn run(stream: &[u8], mut next_len: impl FnMut() -> usize) -> Vec<Result<Message, DecodeError>> {
+    let mut decoder = FrameDecoder::new();
+    let mut out = Vec::new();
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(next_len().clamp(1, rest.len()));
+        rest = tail;
+        let mut chunk = chunk;
+        while !chunk.is_empty() {
+            let taken = decoder.handle_input(chunk);
+            assert!(decoder.buffered() <= FrameDecoder::MAX_BUFFERED);
+            chunk = &chunk[taken..];
+            let before = out.len();
+            while let Some(result) = decoder.poll_message() {
+                out.push(result);
+            }
+            // Progress: either input was taken or a message came out.
+            assert!(taken > 0 || out.len() > before || decoder.is_failed());
+        }
+    }
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
+    let whole = run(stream, || usize::MAX);
+    let mut state = u32::from(seed) | 1;
+    let max = usize::from(seed % 64) + 1;
+    let chunked = run(stream, || {
+        // xorshift32: sizes 1..=max, a different pattern per seed.
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state as usize % max + 1
+    });
+    assert_eq!(whole, chunked);
+    for message in whole.into_iter().flatten() {
+        let bytes = message.to_vec();
+        assert_eq!(wire::decode(&bytes), Ok((message, bytes.len())));
+    }
+});
