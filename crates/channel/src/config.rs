@@ -72,7 +72,7 @@ impl FolderCredentials {
 
     /// The same credentials with another SRP password: a peer that claims this
     /// folder id without its secret. Tests only.
-    #[cfg(any(test, fuzzing))]
+    #[cfg(test)]
     pub(crate) fn with_srp_password(&self, password: [u8; 32]) -> Self {
         let i = &self.0;
         Self::build(

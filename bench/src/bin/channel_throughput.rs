@@ -1,0 +1,191 @@
+//! Channel throughput over loopback TCP against raw TCP in the same run, and
+//! handshakes per second.
+//!
+//! ```text
+//! cargo run --release -p bench --bin channel_throughput            # 1 GiB each way
+//! CHANNEL_BENCH_MIB=256 cargo run --release -p bench --bin channel_throughput
+//! ```
+//!
+//! Each transfer sends the same number of bytes both ways at once over one
+//! connection. "1 core" runs both endpoints on one current-thread tokio runtime,
+//! so the numbers are what one core does for sender and receiver together;
+//! "2 threads" uses a multi-thread runtime with two workers. Raw and channel
+//! rounds alternate and the best of each is reported, to damp noise from other
+//! load on the machine.
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use channel::{ChannelConfig, FolderCredentials, Handshake, OsRandom, establish};
+use keys::{FolderKey, PeerId, RwSecret};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const CHUNK: usize = 1 << 20;
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn configs() -> (ChannelConfig, ChannelConfig) {
+    let rw = FolderKey::ReadWrite(RwSecret::from_bytes([42; 20]));
+    let ro = FolderKey::ReadOnly(RwSecret::from_bytes([42; 20]).ro_key());
+    (
+        ChannelConfig::new(PeerId([1; 32]), FolderCredentials::new(&rw)),
+        ChannelConfig::new(PeerId([2; 32]), FolderCredentials::new(&ro)),
+    )
+}
+
+/// Writes `bytes` and reads until end of stream, at once; returns bytes read.
+async fn pump<S>(stream: S, bytes: u64) -> Result<u64>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut r, mut w) = tokio::io::split(stream);
+    let writer = async move {
+        let buf = vec![0xA5u8; CHUNK];
+        let mut left = bytes;
+        while left > 0 {
+            let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+            w.write_all(buf.get(..n).unwrap_or(&buf)).await?;
+            left -= n as u64;
+        }
+        w.shutdown().await
+    };
+    let reader = async move {
+        let mut buf = vec![0u8; CHUNK];
+        let mut total = 0u64;
+        loop {
+            let n = r.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(total);
+            }
+            total += n as u64;
+        }
+    };
+    let (w, r) = tokio::join!(writer, reader);
+    w?;
+    Ok(r?)
+}
+
+async fn tcp_pair() -> Result<(TcpStream, TcpStream)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let (a, b) = (dialed?, accepted?.0);
+    a.set_nodelay(true)?;
+    b.set_nodelay(true)?;
+    Ok((a, b))
+}
+
+/// Seconds to move `bytes` each way over raw TCP.
+async fn raw_round(bytes: u64) -> Result<f64> {
+    let (a, b) = tcp_pair().await?;
+    let t = Instant::now();
+    let (x, y) = tokio::join!(pump(a, bytes), pump(b, bytes));
+    check(x?, y?, bytes)?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Seconds to move `bytes` each way through the channel (handshake not counted).
+async fn channel_round(bytes: u64) -> Result<f64> {
+    let (ca, cb) = configs();
+    let (a, b) = tcp_pair().await?;
+    let (a, b) = tokio::join!(establish(a, &ca), establish(b, &cb));
+    let (a, b) = (a?, b?);
+    let t = Instant::now();
+    let (x, y) = tokio::join!(pump(a, bytes), pump(b, bytes));
+    check(x?, y?, bytes)?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+fn check(x: u64, y: u64, want: u64) -> Result<()> {
+    if x != want || y != want {
+        return Err(format!("moved {x} and {y} bytes, expected {want}").into());
+    }
+    Ok(())
+}
+
+fn throughput(rt: &tokio::runtime::Runtime, label: &str, bytes: u64, rounds: usize) -> Result<()> {
+    let mut raw = f64::MAX;
+    let mut chan = f64::MAX;
+    for _ in 0..rounds {
+        raw = raw.min(rt.block_on(raw_round(bytes))?);
+        chan = chan.min(rt.block_on(channel_round(bytes))?);
+    }
+    let both = 2.0 * bytes as f64 / MIB;
+    println!(
+        "{label:<10} raw TCP {:>8.0} MiB/s   channel {:>8.0} MiB/s   channel/raw {:>5.1} %   \
+         ({} MiB each way, best of {rounds})",
+        both / raw,
+        both / chan,
+        100.0 * raw / chan,
+        bytes >> 20,
+    );
+    Ok(())
+}
+
+/// Sans-IO only: both sides in memory, no sockets.
+fn handshakes_in_memory(n: u32) -> Result<Duration> {
+    let (ca, cb) = configs();
+    let t = Instant::now();
+    for _ in 0..n {
+        let now = Instant::now();
+        let mut x = Handshake::new(&ca, now, &mut OsRandom)?;
+        let mut y = Handshake::new(&cb, now, &mut OsRandom)?;
+        while !(x.is_established() && y.is_established()) {
+            let mut moved = false;
+            if let Some(b) = x.poll_output() {
+                y.handle_input(&b)?;
+                moved = true;
+            }
+            if let Some(b) = y.poll_output() {
+                x.handle_input(&b)?;
+                moved = true;
+            }
+            if !moved {
+                return Err("handshake stalled".into());
+            }
+        }
+    }
+    Ok(t.elapsed() / n)
+}
+
+async fn handshakes_tcp(n: u32) -> Result<Duration> {
+    let (ca, cb) = configs();
+    let t = Instant::now();
+    for _ in 0..n {
+        let (a, b) = tcp_pair().await?;
+        let (a, b) = tokio::join!(establish(a, &ca), establish(b, &cb));
+        let (mut a, mut b) = (a?, b?);
+        a.shutdown().await?;
+        b.shutdown().await?;
+    }
+    Ok(t.elapsed() / n)
+}
+
+fn main() -> Result<()> {
+    let mib: u64 = std::env::var("CHANNEL_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let rounds: usize = std::env::var("CHANNEL_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let bytes = mib << 20;
+    println!("channel_throughput: {mib} MiB each way, loopback TCP, release build");
+
+    let one = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    throughput(&one, "1 core", bytes, rounds)?;
+    let two = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    throughput(&two, "2 threads", bytes, rounds)?;
+
+    let n = 40;
+    let mem = handshakes_in_memory(n)?;
+    println!(
+        "handshake  in memory (both sides, one thread): {:>6.2} ms each, {:>5.0} /s",
+        mem.as_secs_f64() * 1e3,
+        1.0 / mem.as_secs_f64()
+    );
+    let tcp = one.block_on(handshakes_tcp(n))?;
+    println!(
+        "handshake  loopback TCP (both sides, 1 core):  {:>6.2} ms each, {:>5.0} /s",
+        tcp.as_secs_f64() * 1e3,
+        1.0 / tcp.as_secs_f64()
+    );
+    Ok(())
+}
