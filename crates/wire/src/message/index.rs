@@ -150,6 +150,42 @@ impl IndexBatch {
         }
     }
 
+    /// Cuts `entries` (sequences strictly rising) into batches of at most
+    /// `max_frame_len` bytes of frame each (see [`with_limit`](Self::with_limit)).
+    /// The first goes out as [`Index`](crate::Message::Index) for a full
+    /// index, the rest as [`IndexUpdate`](crate::Message::IndexUpdate).
+    ///
+    /// ```
+    /// use wire::{IndexBatch, IndexEntry, SignedRecord};
+    /// let record = SignedRecord::new(vec![0u8; 100], keys::Signature([0; 64])).unwrap();
+    /// let entries = (1..=20).map(|sequence| IndexEntry { sequence, record: record.clone() });
+    /// let batches = IndexBatch::split(7, 1000, entries).unwrap();
+    /// assert_eq!(batches.iter().map(IndexBatch::len).collect::<Vec<_>>(), [5, 5, 5, 5]);
+    /// ```
+    pub fn split(
+        index_id: u64,
+        max_frame_len: usize,
+        entries: impl IntoIterator<Item = IndexEntry>,
+    ) -> Result<Vec<Self>, PushError> {
+        let mut batches = Vec::new();
+        let mut current = Self::with_limit(index_id, max_frame_len);
+        for entry in entries {
+            match current.push(entry) {
+                Ok(()) => {}
+                Err(PushError::Full(entry)) => {
+                    let mut next = Self::with_limit(index_id, max_frame_len);
+                    next.push(entry)?;
+                    batches.push(std::mem::replace(&mut current, next));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !current.is_empty() || batches.is_empty() {
+            batches.push(current);
+        }
+        Ok(batches)
+    }
+
     /// Adds `entry`, or hands it back when the batch is full or its sequence
     /// is not above the last one.
     pub fn push(&mut self, entry: IndexEntry) -> Result<(), PushError> {

@@ -696,3 +696,39 @@ fn large_blocks_are_not_copied_by_the_frame_decoder() {
         m
     );
 }
+
+#[test]
+fn split_cuts_batches_and_keeps_order() {
+    let entries = |seqs: Vec<u64>| {
+        seqs.into_iter().map(|sequence| IndexEntry {
+            sequence,
+            record: record(&[1; 50]),
+        })
+    };
+    // No entries: one empty batch, so an empty index can still be sent.
+    let empty = IndexBatch::split(3, MAX_FRAME_LEN, entries(vec![])).unwrap();
+    assert_eq!(empty.len(), 1);
+    assert!(empty[0].is_empty());
+    let batches = IndexBatch::split(3, 500, entries((1..=10).collect())).unwrap();
+    assert!(
+        batches
+            .iter()
+            .all(|b| b.frame_len() <= 500 && b.index_id() == 3)
+    );
+    let seqs: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| b.entries())
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    // Order is checked across batch boundaries too.
+    let err = IndexBatch::split(3, 200, entries(vec![1, 2, 3, 2])).unwrap_err();
+    assert!(matches!(
+        err,
+        PushError::OutOfOrder {
+            last: 3,
+            got: 2,
+            ..
+        }
+    ));
+}
