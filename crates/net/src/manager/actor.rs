@@ -1,0 +1,579 @@
+//! The manager's task: the only owner of its state.
+
+use std::collections::{HashMap, HashSet};
+use std::future::pending;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use channel::{ChannelConfig, ChannelError, FolderCredentials, SecureStream};
+use keys::{Access, FolderId, PeerId};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{
+    CandidateStatus, Command, Connection, ConnectionId, ConnectionStatus, FailureKind, NetEvent,
+    NetManager, NetStatus, Rank,
+};
+use crate::backoff::jittered_delay;
+use crate::config::NetConfig;
+use crate::discovery::{Candidate, Discovery};
+use crate::tcp;
+
+/// Dials in flight at once, over all folders.
+const MAX_DIALS: usize = 32;
+/// Candidate records kept; new addresses past this are ignored.
+const MAX_CANDIDATES: usize = 4096;
+/// How long we try to send an authenticated close on a duplicate channel.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Slack over connect + handshake timeouts before a dial task is abandoned.
+const DIAL_SLACK: Duration = Duration::from_secs(2);
+
+type Stream = SecureStream<TcpStream>;
+
+/// Results of the actor's own tasks.
+enum Internal {
+    Dialed {
+        folder: FolderId,
+        addr: SocketAddr,
+        result: Result<Box<Stream>, DialError>,
+    },
+    Accepted {
+        remote: SocketAddr,
+        result: Result<Box<Stream>, ChannelError>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("TCP connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("{0}")]
+    Channel(ChannelError),
+    #[error("dial timed out")]
+    Timeout,
+}
+
+impl DialError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            Self::Connect(_) | Self::Timeout => FailureKind::Unreachable,
+            Self::Channel(ChannelError::ConnectedToSelf) => FailureKind::ConnectedToSelf,
+            Self::Channel(ChannelError::Io(_) | ChannelError::Timeout) => FailureKind::Unreachable,
+            // Wrong key, other folder, failed proofs, aborts, cut handshakes.
+            Self::Channel(_) => FailureKind::Rejected,
+        }
+    }
+}
+
+struct Live {
+    id: ConnectionId,
+    rank: Rank,
+    remote: SocketAddr,
+    source: &'static str,
+    access: Access,
+    dialed: bool,
+    since: SystemTime,
+}
+
+struct Cand {
+    source: &'static str,
+    lan: bool,
+    peer: Option<PeerId>,
+    dialing: bool,
+    failures: u32,
+    last_error: Option<String>,
+    last_failure: Option<FailureKind>,
+    backoff: Option<Duration>,
+    next_attempt: Instant,
+}
+
+struct Actor {
+    config: NetConfig,
+    me: PeerId,
+    local_addr: SocketAddr,
+    folders: HashMap<FolderId, FolderCredentials>,
+    serving: watch::Sender<Option<ChannelConfig>>,
+    discoveries: Vec<Box<dyn Discovery>>,
+    live: HashMap<(FolderId, PeerId), Live>,
+    cands: HashMap<(FolderId, SocketAddr), Cand>,
+    self_addrs: HashSet<SocketAddr>,
+    dialing: usize,
+    handshaking: Arc<AtomicUsize>,
+    serial: u64,
+    events: mpsc::UnboundedSender<NetEvent>,
+    internal: mpsc::UnboundedSender<Internal>,
+    found: mpsc::Sender<Candidate>,
+    tasks: JoinSet<()>,
+}
+
+async fn wake(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => pending().await,
+    }
+}
+
+enum Event {
+    Internal(Internal),
+    Command(Command),
+    Found(Candidate),
+    Tick,
+}
+
+pub(super) async fn run(
+    manager: NetManager,
+    folders: Vec<FolderCredentials>,
+    mut commands: mpsc::Receiver<Command>,
+    mut shutdown: watch::Receiver<bool>,
+    events: mpsc::UnboundedSender<NetEvent>,
+) {
+    let NetManager {
+        config,
+        peer,
+        listener,
+        local_addr,
+        discoveries,
+    } = manager;
+    let (internal, mut internal_rx) = mpsc::unbounded_channel();
+    let (found, mut found_rx) = mpsc::channel(1024);
+    let (serving, serving_rx) = watch::channel(None);
+    let handshaking = Arc::new(AtomicUsize::new(0));
+    let mut actor = Actor {
+        config,
+        me: peer,
+        local_addr,
+        folders: HashMap::new(),
+        serving,
+        discoveries,
+        live: HashMap::new(),
+        cands: HashMap::new(),
+        self_addrs: HashSet::new(),
+        dialing: 0,
+        handshaking: Arc::clone(&handshaking),
+        serial: 0,
+        events,
+        internal: internal.clone(),
+        found,
+        tasks: JoinSet::new(),
+    };
+    let sem = Arc::new(Semaphore::new(actor.config.max_handshakes.max(1)));
+    let hs_timeout = actor.config.handshake_timeout;
+    actor.tasks.spawn(listen(
+        listener,
+        serving_rx,
+        internal,
+        sem,
+        handshaking,
+        hs_timeout,
+    ));
+    for folder in folders {
+        actor.add_folder(folder);
+    }
+    tracing::info!(peer = %actor.me, listen = %actor.local_addr, "connection manager started");
+    loop {
+        let deadline = actor.schedule();
+        let event = tokio::select! {
+            biased;
+            changed = shutdown.changed() => match changed {
+                Ok(()) if !*shutdown.borrow() => continue,
+                _ => break,
+            },
+            Some(m) = internal_rx.recv() => Event::Internal(m),
+            cmd = commands.recv() => match cmd {
+                Some(cmd) => Event::Command(cmd),
+                None => break,
+            },
+            Some(c) = found_rx.recv() => Event::Found(c),
+            () = wake(deadline) => Event::Tick,
+            Some(_) = actor.tasks.join_next() => Event::Tick,
+        };
+        match event {
+            Event::Internal(Internal::Dialed {
+                folder,
+                addr,
+                result,
+            }) => actor.dialed(folder, addr, result),
+            Event::Internal(Internal::Accepted { remote, result }) => match result {
+                Ok(stream) => actor.offer(*stream, remote, "incoming", false),
+                Err(e) => tracing::debug!(%remote, error = %e, "incoming handshake failed"),
+            },
+            Event::Command(Command::Disconnected(id)) => actor.disconnected(id),
+            Event::Command(Command::AddFolder(f)) => actor.add_folder(f),
+            Event::Command(Command::Status(tx)) => {
+                let _ = tx.send(actor.status());
+            }
+            Event::Found(c) => actor.found(c),
+            Event::Tick => {}
+        }
+    }
+    tracing::info!(peer = %actor.me, "connection manager stopped");
+    // Dropping the actor aborts its tasks and stops the discovery sources.
+}
+
+/// Accepts connections and runs the serving handshake on each, at most
+/// `sem` at once; a connection arriving before any folder is served is closed.
+async fn listen(
+    listener: TcpListener,
+    serving: watch::Receiver<Option<ChannelConfig>>,
+    results: mpsc::UnboundedSender<Internal>,
+    sem: Arc<Semaphore>,
+    handshaking: Arc<AtomicUsize>,
+    timeout: Duration,
+) {
+    let mut handshakes = JoinSet::new();
+    loop {
+        let Ok(permit) = Arc::clone(&sem).acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = handshakes.join_next() => continue,
+        };
+        let (stream, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: do not spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(config) = serving.borrow().clone() else {
+            continue;
+        };
+        if let Err(e) = tcp::tune(&stream) {
+            tracing::debug!(%remote, error = %e, "cannot tune accepted socket");
+        }
+        let results = results.clone();
+        let handshaking = Arc::clone(&handshaking);
+        handshaking.fetch_add(1, Ordering::SeqCst);
+        handshakes.spawn(async move {
+            let result = match tokio::time::timeout(
+                timeout + DIAL_SLACK,
+                channel::establish(stream, &config),
+            )
+            .await
+            {
+                Ok(r) => r.map(Box::new),
+                Err(_) => Err(ChannelError::Timeout),
+            };
+            // Report first, then count down: a status never shows "no
+            // handshake" while a result is still on its way.
+            let _ = results.send(Internal::Accepted { remote, result });
+            handshaking.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+        });
+    }
+}
+
+async fn dial(
+    addr: SocketAddr,
+    config: ChannelConfig,
+    connect_timeout: Duration,
+) -> Result<Stream, DialError> {
+    let tcp = tcp::dial(addr, connect_timeout)
+        .await
+        .map_err(DialError::Connect)?;
+    channel::establish(tcp, &config)
+        .await
+        .map_err(DialError::Channel)
+}
+
+impl Actor {
+    fn add_folder(&mut self, creds: FolderCredentials) {
+        let folder = creds.folder_id();
+        if self.folders.insert(folder, creds).is_some() {
+            return;
+        }
+        let all: Vec<_> = self.folders.values().cloned().collect();
+        let serving = ChannelConfig::serving(self.me, all)
+            .ok()
+            .map(|c| c.with_handshake_timeout(self.config.handshake_timeout));
+        self.serving.send_replace(serving);
+        for d in &self.discoveries {
+            let mut stream = d.subscribe(folder);
+            let found = self.found.clone();
+            self.tasks.spawn(async move {
+                while let Some(c) = stream.next().await {
+                    if found.send(c).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
+
+    fn found(&mut self, c: Candidate) {
+        if !self.folders.contains_key(&c.folder)
+            || self.self_addrs.contains(&c.addr)
+            || c.peer == Some(self.me)
+        {
+            return;
+        }
+        let len = self.cands.len();
+        match self.cands.get_mut(&(c.folder, c.addr)) {
+            Some(cand) => {
+                if c.lan && !cand.lan {
+                    cand.lan = true;
+                    cand.source = c.source;
+                }
+                if c.peer.is_some() {
+                    cand.peer = c.peer;
+                }
+            }
+            None if len < MAX_CANDIDATES => {
+                tracing::debug!(folder = %c.folder, addr = %c.addr, source = c.source, "new candidate");
+                self.cands.insert(
+                    (c.folder, c.addr),
+                    Cand {
+                        source: c.source,
+                        lan: c.lan,
+                        peer: c.peer,
+                        dialing: false,
+                        failures: 0,
+                        last_error: None,
+                        last_failure: None,
+                        backoff: None,
+                        next_attempt: Instant::now(),
+                    },
+                );
+            }
+            None => tracing::debug!(addr = %c.addr, "too many candidates; ignoring"),
+        }
+    }
+
+    fn is_connected(&self, folder: FolderId, peer: Option<PeerId>) -> bool {
+        peer.is_some_and(|p| self.live.contains_key(&(folder, p)))
+    }
+
+    /// Starts the dials that are due (LAN first) and returns when the next
+    /// one will be.
+    fn schedule(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut due: Vec<(bool, Instant, FolderId, SocketAddr)> = Vec::new();
+        let mut next: Option<Instant> = None;
+        for (&(folder, addr), c) in &self.cands {
+            if c.dialing || self.is_connected(folder, c.peer) {
+                continue;
+            }
+            if c.next_attempt <= now {
+                due.push((!c.lan, c.next_attempt, folder, addr));
+            } else {
+                next = Some(next.map_or(c.next_attempt, |n| n.min(c.next_attempt)));
+            }
+        }
+        due.sort();
+        for (_, _, folder, addr) in due {
+            if self.dialing >= MAX_DIALS {
+                // Retry when a dial finishes (its result wakes us).
+                break;
+            }
+            let peer = self.cands.get(&(folder, addr)).and_then(|c| c.peer);
+            // Another address of the same peer may have connected meanwhile.
+            if self.is_connected(folder, peer) {
+                continue;
+            }
+            self.start_dial(folder, addr);
+        }
+        next
+    }
+
+    fn start_dial(&mut self, folder: FolderId, addr: SocketAddr) {
+        let Some(creds) = self.folders.get(&folder) else {
+            return;
+        };
+        let Some(cand) = self.cands.get_mut(&(folder, addr)) else {
+            return;
+        };
+        cand.dialing = true;
+        self.dialing += 1;
+        let config = ChannelConfig::new(self.me, creds.clone())
+            .with_handshake_timeout(self.config.handshake_timeout);
+        let connect = self.config.connect_timeout;
+        let limit = connect + self.config.handshake_timeout + DIAL_SLACK;
+        let results = self.internal.clone();
+        tracing::debug!(%folder, %addr, source = cand.source, "dialing");
+        self.tasks.spawn(async move {
+            let result = match tokio::time::timeout(limit, dial(addr, config, connect)).await {
+                Ok(r) => r.map(Box::new),
+                Err(_) => Err(DialError::Timeout),
+            };
+            let _ = results.send(Internal::Dialed {
+                folder,
+                addr,
+                result,
+            });
+        });
+    }
+
+    fn dialed(
+        &mut self,
+        folder: FolderId,
+        addr: SocketAddr,
+        result: Result<Box<Stream>, DialError>,
+    ) {
+        self.dialing = self.dialing.saturating_sub(1);
+        let Some(cand) = self.cands.get_mut(&(folder, addr)) else {
+            return;
+        };
+        cand.dialing = false;
+        match result {
+            Ok(stream) => {
+                cand.peer = Some(stream.session().peer_id());
+                cand.failures = 0;
+                cand.last_error = None;
+                cand.last_failure = None;
+                cand.backoff = None;
+                let source = cand.source;
+                self.offer(*stream, addr, source, true);
+            }
+            Err(e) => {
+                let kind = e.kind();
+                tracing::debug!(%folder, %addr, error = %e, "dial failed");
+                cand.last_error = Some(e.to_string());
+                cand.last_failure = Some(kind);
+                cand.failures = cand.failures.saturating_add(1);
+                let min = match kind {
+                    FailureKind::ConnectedToSelf => {
+                        tracing::info!(%addr, "this address is our own; not dialing it again");
+                        self.self_addrs.insert(addr);
+                        self.cands.retain(|(_, a), _| *a != addr);
+                        return;
+                    }
+                    FailureKind::Rejected => self.config.reject_backoff_min,
+                    FailureKind::Unreachable => self.config.backoff_min,
+                };
+                let delay = jittered_delay(min, self.config.backoff_max.max(min), cand.failures);
+                cand.backoff = Some(delay);
+                cand.next_attempt = Instant::now() + delay;
+            }
+        }
+    }
+
+    /// Keeps `stream` as the channel of its (folder, peer) unless a better one
+    /// is live; hands it to the daemon if kept, closes it if not.
+    fn offer(&mut self, stream: Stream, remote: SocketAddr, source: &'static str, dialed: bool) {
+        let info = stream.session().info();
+        let (folder, peer) = (info.folder_id, info.peer_id);
+        if peer == self.me || !self.folders.contains_key(&folder) {
+            self.close(stream);
+            return;
+        }
+        let rank = Rank {
+            dialer: if dialed { self.me } else { peer },
+            transcript: info.transcript_hash,
+        };
+        let replaces = match self.live.get(&(folder, peer)) {
+            Some(current) if current.rank < rank => {
+                tracing::debug!(%folder, %peer, %remote, "duplicate channel; keeping the existing one");
+                self.close(stream);
+                return;
+            }
+            Some(current) => Some(current.id),
+            None => None,
+        };
+        self.serial += 1;
+        let id = ConnectionId {
+            folder,
+            peer,
+            serial: self.serial,
+        };
+        let access = stream.peer_access();
+        tracing::info!(%folder, %peer, %remote, source, %access, dialed, "connected");
+        self.live.insert(
+            (folder, peer),
+            Live {
+                id,
+                rank,
+                remote,
+                source,
+                access,
+                dialed,
+                since: SystemTime::now(),
+            },
+        );
+        let conn = Connection {
+            id,
+            folder,
+            peer,
+            access,
+            remote,
+            source,
+            dialed,
+            replaces,
+            stream,
+        };
+        let _ = self.events.send(NetEvent::Connected(conn));
+    }
+
+    fn close(&mut self, mut stream: Stream) {
+        self.tasks.spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_GRACE, stream.shutdown()).await;
+        });
+    }
+
+    fn disconnected(&mut self, id: ConnectionId) {
+        let key = (id.folder, id.peer);
+        if self.live.get(&key).is_none_or(|l| l.id != id) {
+            return; // stale: replaced or already reported
+        }
+        self.live.remove(&key);
+        tracing::info!(folder = %id.folder, peer = %id.peer, "disconnected");
+        let retry =
+            Instant::now() + jittered_delay(self.config.backoff_min, self.config.backoff_max, 1);
+        for ((folder, _), c) in &mut self.cands {
+            if *folder == id.folder && c.peer == Some(id.peer) {
+                c.next_attempt = c.next_attempt.max(retry);
+            }
+        }
+    }
+
+    fn status(&self) -> NetStatus {
+        let now = Instant::now();
+        let mut connections: Vec<_> = self
+            .live
+            .values()
+            .map(|l| ConnectionStatus {
+                id: l.id,
+                remote: l.remote,
+                source: l.source,
+                access: l.access,
+                dialed: l.dialed,
+                since: l.since,
+            })
+            .collect();
+        connections.sort_by_key(|c| (c.id.folder, c.id.peer));
+        let mut candidates: Vec<_> = self
+            .cands
+            .iter()
+            .map(|(&(folder, addr), c)| CandidateStatus {
+                folder,
+                addr,
+                source: c.source,
+                lan: c.lan,
+                peer: c.peer,
+                connected: self.is_connected(folder, c.peer),
+                dialing: c.dialing,
+                failures: c.failures,
+                last_error: c.last_error.clone(),
+                last_failure: c.last_failure,
+                backoff: c.backoff,
+                retry_in: c.next_attempt.checked_duration_since(now),
+            })
+            .collect();
+        candidates.sort_by_key(|c| (c.folder, !c.lan, c.addr));
+        NetStatus {
+            peer: self.me,
+            listen: self.local_addr,
+            connections,
+            candidates,
+            dialing: self.dialing,
+            handshaking: self.handshaking.load(Ordering::SeqCst),
+        }
+    }
+}
