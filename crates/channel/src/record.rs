@@ -124,6 +124,21 @@ impl Direction {
         (self.epoch, self.seq)
     }
 
+    /// (key, iv) of the current epoch (tests only).
+    #[cfg(test)]
+    pub(crate) fn key_iv(&self) -> ([u8; 16], [u8; NONCE_LEN]) {
+        let key = expand::<16>(&self.secret, LABEL_KEY)
+            .map(|k| *k)
+            .unwrap_or_default();
+        (key, self.iv)
+    }
+
+    /// Advances the ratchet (tests only).
+    #[cfg(test)]
+    pub(crate) fn ratchet_for_tests(&mut self) {
+        let _ = self.ratchet();
+    }
+
     /// Moves the counter (tests only).
     #[cfg(test)]
     pub(crate) fn set_seq(&mut self, seq: u64) {

@@ -305,6 +305,24 @@ impl Handshake {
         ))
     }
 
+    /// The transcript parts in hash order, and our ephemeral secret (tests only).
+    #[cfg(test)]
+    pub(crate) fn transcript_parts(&self) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let m = &self.srp_messages;
+        let parts = match &self.negotiated {
+            Some(n) => vec![
+                n.client_hello.clone(),
+                n.server_hello.clone(),
+                m.a.clone(),
+                m.b.clone(),
+                m.m1.clone(),
+                m.m2.clone(),
+            ],
+            None => Vec::new(),
+        };
+        (parts, self.ephemeral.to_vec())
+    }
+
     fn process(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
         if let State::AwaitProof(keys) | State::Done(keys, _) = &mut self.state {
             keys.recv.handle_input(bytes)?;
@@ -482,12 +500,7 @@ impl Handshake {
             h.update(part);
         }
         let transcript_hash: [u8; 32] = h.finalize().into();
-        let prk = Hkdf::<Sha256>::new(Some(&transcript_hash), k);
-        let mut c2s = Zeroizing::new([0u8; 32]);
-        let mut s2c = Zeroizing::new([0u8; 32]);
-        prk.expand(LABEL_C2S, c2s.as_mut())
-            .and_then(|()| prk.expand(LABEL_S2C, s2c.as_mut()))
-            .map_err(|_| ChannelError::Crypto("hkdf expand"))?;
+        let (c2s, s2c) = traffic_secrets(k, &transcript_hash)?;
         let (send, recv) = match neg.role {
             Role::Client => (c2s, s2c),
             Role::Server => (s2c, c2s),
@@ -541,6 +554,23 @@ impl Handshake {
         }
         self.state = State::Failed;
     }
+}
+
+/// The first traffic secrets (client to server, server to client):
+/// `HKDF-Expand(HKDF-Extract(salt = transcript hash, ikm = K), label, 32)`.
+pub(crate) type Secret = Zeroizing<[u8; 32]>;
+
+pub(crate) fn traffic_secrets(
+    k: &[u8; PROOF_LEN],
+    transcript_hash: &[u8; 32],
+) -> Result<(Secret, Secret), ChannelError> {
+    let prk = Hkdf::<Sha256>::new(Some(transcript_hash), k);
+    let mut c2s = Zeroizing::new([0u8; 32]);
+    let mut s2c = Zeroizing::new([0u8; 32]);
+    prk.expand(LABEL_C2S, c2s.as_mut())
+        .and_then(|()| prk.expand(LABEL_S2C, s2c.as_mut()))
+        .map_err(|_| ChannelError::Crypto("hkdf expand"))?;
+    Ok((c2s, s2c))
 }
 
 const LABEL_C2S: &[u8] = b"swarmsync v1 c2s traffic";

@@ -390,3 +390,43 @@ fn a_lower_level_cannot_claim_a_higher_one() {
         })
     );
 }
+
+/// One deterministic handshake, pinned in `testdata/transcript.txt`, which
+/// `testdata/independent_check.py` recomputes from the spec (Python stdlib only).
+#[test]
+fn deterministic_transcript_dump() {
+    let ca = config(1, Access::ReadWrite);
+    let cb = config(2, Access::ReadOnly);
+    let now = Instant::now();
+    let mut a = Handshake::new(&ca, now, &mut det_rng(100)).unwrap();
+    let mut b = Handshake::new(&cb, now, &mut det_rng(200)).unwrap();
+    while !(a.is_established() && b.is_established()) {
+        if let Some(x) = a.poll_output() {
+            b.handle_input(&x).unwrap();
+        }
+        if let Some(x) = b.poll_output() {
+            a.handle_input(&x).unwrap();
+        }
+    }
+    let (parts, eph_a) = a.transcript_parts();
+    let (parts_b, eph_b) = b.transcript_parts();
+    assert_eq!(parts, parts_b);
+    let th = a.take_session().unwrap().info().transcript_hash;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let pw = keys::FolderKey::ReadWrite(rw())
+        .encrypted_secret()
+        .srp_password();
+    let mut dump = String::new();
+    let mut line = |name: &str, bytes: &[u8]| dump.push_str(&format!("{name} {}\n", hex(bytes)));
+    line("password", pw.as_bytes());
+    line("folder", ca.folders()[0].folder_id().as_bytes());
+    line("a", &eph_a);
+    line("b", &eph_b);
+    for (name, p) in ["ch", "sh", "ma", "mb", "m1", "m2"].iter().zip(&parts) {
+        line(name, p);
+    }
+    line("th", &th);
+    print!("{dump}");
+    // testdata/independent_check.py recomputes this file from the spec alone.
+    assert_eq!(dump, include_str!("../../testdata/transcript.txt"));
+}

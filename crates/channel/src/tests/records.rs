@@ -281,3 +281,46 @@ fn close_at_the_rekey_threshold_is_the_last_record() {
     b.handle_input(&a.poll_output().unwrap()).unwrap();
     b.handle_eof().unwrap();
 }
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Pinned key-schedule vectors, also printed in docs/protocol/channel.md §7.
+#[test]
+fn key_schedule_vectors() {
+    use crate::record::Direction;
+    let (c2s, s2c) = crate::handshake::traffic_secrets(&[0x01; 32], &[0x02; 32]).unwrap();
+    let mut d = Direction::new(c2s.clone()).unwrap();
+    let (key0, iv0) = d.key_iv();
+    d.ratchet_for_tests();
+    let (key1, iv1) = d.key_iv();
+    let got = [
+        hex(&*c2s),
+        hex(&*s2c),
+        hex(&key0),
+        hex(&iv0),
+        hex(&key1),
+        hex(&iv1),
+    ];
+    println!("{got:#?}");
+    let want = [
+        "39c1a882ba788882819a21c71f54d4042f92668ff5bc529b2111339fa0642cb9",
+        "346535fc18424ba33f0116880d24c70c7d37261a6b27393451f2bf6030562ab1",
+        "ac2d7281f401c2daa3dab573313f96d0",
+        "163bdbeb00cd741f95634b62",
+        "98c5703da06ecd7725e6af1368c6de37",
+        "d1a54e7f8428c98f06b4f915",
+    ];
+    assert_eq!(got, want.map(String::from));
+    // The first two records under that key: data "hello" (seq 0), then close (seq 1).
+    let mut sender = crate::record::Sender::new(Direction::new(c2s).unwrap(), 1 << 24);
+    let mut out = Vec::new();
+    sender.data(b"hello", &mut out).unwrap();
+    sender.close(0, &mut out).unwrap();
+    assert_eq!(
+        hex(&out),
+        "00000016f392e000a6e61437e40da02ba8157eaf09203e57e3b2\
+         00000012070e455ffdce40c0c3cf298b7815e84b5b5f"
+    );
+}
