@@ -52,8 +52,8 @@ pub use file::{
     MAX_VERSION_ENTRIES, MODE_MASK, Timestamp,
 };
 pub use path::{
-    MAX_COMPONENT_LEN, MAX_PATH_LEN, PathError, RelPath, STATE_DIR, WindowsIssue,
-    windows_component_issue,
+    MAX_COMPONENT_LEN, MAX_PATH_LEN, PathError, RelPath, STATE_DIR, TEMP_PREFIX, WindowsIssue,
+    is_temp_name, windows_component_issue,
 };
 pub use signed::{RECORD_CONTEXT, SignedRecord};
 pub use version::{VersionOrdering, VersionVector};

@@ -12,6 +12,15 @@ pub const MAX_COMPONENT_LEN: usize = 255;
 /// The folder's own state directory; never synced, so no record may name it.
 pub const STATE_DIR: &str = ".sync";
 
+/// Prefix of the temporary names files are received under before the rename into
+/// place (`.sync-tmp-<anything>`, beside the target). Scanners never record them.
+pub const TEMP_PREFIX: &str = ".sync-tmp-";
+
+/// Whether `name` (one component) is a swarmsync temporary.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX)
+}
+
 /// Why a string is not a valid relative path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

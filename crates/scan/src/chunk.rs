@@ -1,0 +1,233 @@
+//! Content-defined chunking (FastCDC v2020) and BLAKE3 hashing of file content.
+
+use std::io::Read;
+
+use fastcdc::v2020::{Normalization, StreamCDC};
+use record::{Block, MAX_BLOCK_SIZE};
+
+/// FastCDC size bounds for one file, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkParams {
+    /// No cut point before this many bytes (except at end of file).
+    pub min: u32,
+    /// The size the cut-point masks aim for.
+    pub avg: u32,
+    /// A cut is forced here; at most [`MAX_BLOCK_SIZE`].
+    pub max: u32,
+}
+
+impl ChunkParams {
+    const fn new(min: u32, avg: u32, max: u32) -> Self {
+        Self { min, avg, max }
+    }
+
+    /// Clamps to what FastCDC v2020 accepts and records allow (even sizes,
+    /// `64 ≤ min ≤ avg ≤ max ≤ 8 MiB`).
+    pub fn sanitized(self) -> Self {
+        let even = |v: u32| v & !1;
+        let max = even(self.max.clamp(1024, MAX_BLOCK_SIZE));
+        let avg = even(self.avg.clamp(256, 4 << 20).min(max));
+        let min = even(self.min.clamp(64, 1 << 20).min(avg));
+        Self { min, avg, max }
+    }
+}
+
+/// How block sizes are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Chunking {
+    /// By file size, in tiers (see [`tier_for`] and `docs/index-and-scan.md`).
+    #[default]
+    Auto,
+    /// The same bounds for every file (tests, experiments).
+    Fixed(ChunkParams),
+}
+
+impl Chunking {
+    /// The bounds for a file of `size` bytes.
+    pub fn params_for(self, size: u64) -> ChunkParams {
+        match self {
+            Self::Auto => tier_for(size),
+            Self::Fixed(p) => p.sanitized(),
+        }
+    }
+}
+
+/// The tiers: small files get small blocks (good edit locality), large files get
+/// large ones so their block lists stay a few thousand entries long.
+///
+/// | file size     | min    | avg    | max    | blocks at most about |
+/// |---------------|--------|--------|--------|-------------|
+/// | < 256 MiB     | 16 KiB | 64 KiB | 256 KiB | 4 096      |
+/// | < 4 GiB       | 64 KiB | 256 KiB | 1 MiB  | 16 384     |
+/// | < 64 GiB      | 256 KiB | 1 MiB | 4 MiB  | 65 536     |
+/// | larger        | 1 MiB  | 4 MiB  | 8 MiB  | 231 000 (≈ 900 GiB) |
+pub const fn tier_for(size: u64) -> ChunkParams {
+    const KIB: u32 = 1024;
+    const MIB: u64 = 1 << 20;
+    if size < 256 * MIB {
+        ChunkParams::new(16 * KIB, 64 * KIB, 256 * KIB)
+    } else if size < 4096 * MIB {
+        ChunkParams::new(64 * KIB, 256 * KIB, 1024 * KIB)
+    } else if size < 65536 * MIB {
+        ChunkParams::new(256 * KIB, 1024 * KIB, 4096 * KIB)
+    } else {
+        ChunkParams::new(1024 * KIB, 4096 * KIB, 8192 * KIB)
+    }
+}
+
+/// The blocks and whole-file hash of some content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashed {
+    /// The blocks, in order.
+    pub blocks: Vec<Block>,
+    /// BLAKE3 of all the bytes.
+    pub hash: [u8; 32],
+    /// How many bytes were read.
+    pub len: u64,
+}
+
+/// Chunks and hashes everything `source` yields. `on_block` runs after each block
+/// (the scanner's test hook uses it to change a file mid-read).
+pub fn hash_stream<R: Read>(
+    source: R,
+    params: ChunkParams,
+    mut on_block: impl FnMut(usize),
+) -> std::io::Result<Hashed> {
+    let p = params.sanitized();
+    let chunker = StreamCDC::with_level(
+        source,
+        p.min as usize,
+        p.avg as usize,
+        p.max as usize,
+        Normalization::Level1,
+    );
+    let mut whole = blake3::Hasher::new();
+    let mut blocks = Vec::new();
+    let mut len: u64 = 0;
+    for chunk in chunker {
+        let chunk = chunk.map_err(std::io::Error::from)?;
+        whole.update(&chunk.data);
+        let size =
+            u32::try_from(chunk.length).map_err(|_| std::io::Error::other("chunk too large"))?;
+        blocks.push(Block {
+            size,
+            hash: *blake3::hash(&chunk.data).as_bytes(),
+        });
+        len += u64::from(size);
+        on_block(blocks.len());
+    }
+    Ok(Hashed {
+        blocks,
+        hash: *whole.finalize().as_bytes(),
+        len,
+    })
+}
+
+/// Chunks and hashes a byte slice (tests, benchmarks).
+pub fn hash_bytes(data: &[u8], params: ChunkParams) -> Hashed {
+    // Reading from a slice cannot fail.
+    hash_stream(data, params, |_| {}).unwrap_or(Hashed {
+        blocks: Vec::new(),
+        hash: *blake3::hash(data).as_bytes(),
+        len: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SMALL: ChunkParams = ChunkParams {
+        min: 256,
+        avg: 1024,
+        max: 4096,
+    };
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn pieces<'a>(data: &'a [u8], h: &Hashed) -> Vec<&'a [u8]> {
+        let mut at = 0;
+        h.blocks
+            .iter()
+            .map(|b| {
+                let s = &data[at..at + b.size as usize];
+                at += b.size as usize;
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn empty_input_has_no_blocks() {
+        let h = hash_bytes(&[], SMALL);
+        assert!(h.blocks.is_empty());
+        assert_eq!(h.hash, record::EMPTY_HASH);
+    }
+
+    #[test]
+    fn tiers_respect_limits() {
+        for size in [0, 1 << 20, 300 << 20, 5 << 30, 100 << 30, u64::MAX] {
+            let p = tier_for(size);
+            assert_eq!(p, p.sanitized());
+            assert!(p.max <= MAX_BLOCK_SIZE);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn chunks_concatenate_back(len in 0usize..40_000, seed in any::<u64>()) {
+            let data = pseudo_random(len, seed);
+            let h = hash_bytes(&data, SMALL);
+            let ps = pieces(&data, &h);
+            prop_assert_eq!(ps.concat(), data.clone());
+            prop_assert_eq!(h.hash, *blake3::hash(&data).as_bytes());
+            prop_assert_eq!(h.len, len as u64);
+            for (p, b) in ps.iter().zip(&h.blocks) {
+                prop_assert_eq!(*blake3::hash(p).as_bytes(), b.hash);
+                prop_assert!(b.size <= SMALL.max);
+            }
+        }
+
+        #[test]
+        fn insert_in_the_middle_changes_only_nearby_chunks(
+            seed in any::<u64>(),
+            at in 10_000usize..50_000,
+            insert in proptest::collection::vec(any::<u8>(), 1..200),
+        ) {
+            let data = pseudo_random(60_000, seed);
+            let mut edited = data[..at].to_vec();
+            edited.extend_from_slice(&insert);
+            edited.extend_from_slice(&data[at..]);
+            let (a, b) = (hash_bytes(&data, SMALL), hash_bytes(&edited, SMALL));
+            // Every cut before the insert is the same: chunking is deterministic
+            // from the start of the file.
+            let mut end = 0usize;
+            let mut prefix = 0;
+            for blk in &a.blocks {
+                end += blk.size as usize;
+                if end > at {
+                    break;
+                }
+                prefix += 1;
+            }
+            prop_assert_eq!(&a.blocks[..prefix], &b.blocks[..prefix]);
+            // After it, content-defined cuts resynchronise within a few blocks:
+            // the new blocks cover a few max-sizes at most, out of 60 000 bytes.
+            let old: std::collections::HashSet<_> = a.blocks.iter().map(|b| b.hash).collect();
+            let new_bytes: u64 = b.blocks.iter().filter(|b| !old.contains(&b.hash)).map(|b| u64::from(b.size)).sum();
+            prop_assert!(new_bytes <= 4 * u64::from(SMALL.max), "{} new bytes", new_bytes);
+            prop_assert!(b.blocks.len() > 20);
+        }
+    }
+}

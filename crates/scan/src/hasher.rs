@@ -1,0 +1,134 @@
+//! The read → chunk → hash stage, run on worker threads.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use index::Entry;
+use record::RelPath;
+
+use crate::chunk::{Chunking, Hashed, hash_stream};
+use crate::walk::Stat;
+
+/// Called after each block read: (path, attempt, blocks so far). Tests use it to
+/// rewrite a file while it is being hashed.
+pub(crate) type Hook = Arc<dyn Fn(&RelPath, u32, usize) + Send + Sync>;
+
+/// A file to hash, with what the main thread needs back to build its record.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) rel: RelPath,
+    pub(crate) abs: PathBuf,
+    pub(crate) stat: Stat,
+    pub(crate) prev: Option<Entry>,
+}
+
+/// How hashing a file ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Hashed while `stat` held from start to end.
+    Done {
+        stat: Stat,
+        hashed: Hashed,
+        retries: u32,
+    },
+    /// No longer a regular file (deleted, replaced by a directory …).
+    Vanished,
+    /// Kept changing through every attempt.
+    Changing { retries: u32 },
+    /// Could not be read.
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Done {
+    pub(crate) job: Job,
+    pub(crate) outcome: Outcome,
+}
+
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) chunking: Chunking,
+    pub(crate) retries: u32,
+    pub(crate) hook: Option<Hook>,
+}
+
+/// Worker loop: takes jobs until the channel closes.
+pub(crate) fn work(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, settings: &Settings) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        let outcome = hash_file(&job, settings);
+        if done.send(Done { job, outcome }).is_err() {
+            return;
+        }
+    }
+}
+
+fn lstat(path: &std::path::Path) -> Option<(Stat, bool)> {
+    fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (Stat::of(&m), m.is_file()))
+}
+
+fn hash_file(job: &Job, settings: &Settings) -> Outcome {
+    let mut before = job.stat;
+    let mut retries = 0;
+    for attempt in 0..=settings.retries {
+        if attempt > 0 {
+            // Start over from what is there now.
+            match lstat(&job.abs) {
+                Some((s, true)) => before = s,
+                _ => return Outcome::Vanished,
+            }
+        }
+        let file = match File::open(&job.abs) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Vanished,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        // The file we opened must be the one we stat'ed (not a swapped-in link).
+        let opened = match file.metadata() {
+            Ok(m) if m.is_file() => Stat::of(&m),
+            Ok(_) => return Outcome::Vanished,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        if !opened.same_content_stat(&before) {
+            retries += 1;
+            continue;
+        }
+        let params = settings.chunking.params_for(before.size);
+        let hook = settings.hook.clone();
+        let hashed = match hash_stream(&file, params, |n| {
+            if let Some(h) = &hook {
+                h(&job.rel, attempt, n);
+            }
+        }) {
+            Ok(h) => h,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        let after_fd = file.metadata().map(|m| Stat::of(&m)).ok();
+        let after_path = lstat(&job.abs).map(|(s, _)| s);
+        let stable = hashed.len == before.size
+            && after_fd.is_some_and(|s| s.same_content_stat(&before))
+            && after_path.is_some_and(|s| s.same_content_stat(&before));
+        if stable {
+            // Mode may have changed meanwhile; take the latest.
+            let stat = after_path.unwrap_or(before);
+            return Outcome::Done {
+                stat,
+                hashed,
+                retries,
+            };
+        }
+        tracing::debug!(path = %job.rel, attempt, "file changed while being hashed; retrying");
+        retries += 1;
+    }
+    Outcome::Changing { retries }
+}

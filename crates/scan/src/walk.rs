@@ -1,0 +1,332 @@
+//! Walking the folder: one directory at a time, never following symlinks, never
+//! entering `.sync/` or an ignored directory. Sends what it finds down a bounded
+//! channel, so memory stays flat whatever the tree size.
+
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
+
+use record::{RelPath, STATE_DIR, Timestamp};
+
+use crate::rules::IgnoreRules;
+use crate::summary::SkipReason;
+
+/// What `stat` says about an entry, as far as change detection cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub(crate) size: u64,
+    pub(crate) modified: Timestamp,
+    pub(crate) mode: u32,
+    pub(crate) inode: u64,
+}
+
+impl Stat {
+    pub(crate) fn of(meta: &Metadata) -> Self {
+        let modified = meta
+            .modified()
+            .map(Timestamp::from_system)
+            .unwrap_or_default();
+        Self {
+            size: meta.len(),
+            modified,
+            mode: mode_of(meta),
+            inode: inode_of(meta),
+        }
+    }
+
+    /// Whether content may differ (mode changes are handled apart).
+    pub(crate) fn same_content_stat(&self, other: &Self) -> bool {
+        self.size == other.size && self.modified == other.modified && self.inode == other.inode
+    }
+}
+
+#[cfg(unix)]
+fn mode_of(meta: &Metadata) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mode() & record::MODE_MASK
+}
+#[cfg(not(unix))]
+fn mode_of(meta: &Metadata) -> u32 {
+    if meta.is_dir() {
+        0o755
+    } else if meta.permissions().readonly() {
+        0o444
+    } else {
+        0o644
+    }
+}
+#[cfg(unix)]
+fn inode_of(meta: &Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.ino()
+}
+#[cfg(not(unix))]
+fn inode_of(_: &Metadata) -> u64 {
+    0
+}
+
+/// The kind of a found entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FoundKind {
+    File,
+    Directory,
+    Symlink(String),
+}
+
+/// One entry on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub(crate) rel: RelPath,
+    pub(crate) abs: PathBuf,
+    pub(crate) kind: FoundKind,
+    pub(crate) stat: Stat,
+}
+
+/// What the walker reports.
+#[derive(Debug)]
+pub(crate) enum Walked {
+    Found(Found),
+    /// Not recorded; `keep` names an index entry to leave alone (not tombstone).
+    Skipped {
+        path: String,
+        reason: SkipReason,
+        keep: Option<RelPath>,
+    },
+    /// A directory that could not be listed: nothing below it may be tombstoned.
+    Unlistable {
+        dir: Option<RelPath>,
+        path: String,
+        error: String,
+    },
+    CaseCollision(RelPath, RelPath),
+}
+
+/// Walks `root/scope` (the whole folder when `scope` is `None`).
+/// Returns when done or when the receiver hangs up.
+pub(crate) fn walk(
+    root: &Path,
+    scope: Option<&RelPath>,
+    rules: &IgnoreRules,
+    tx: &SyncSender<Walked>,
+) {
+    let mut stack: Vec<(Option<RelPath>, PathBuf)> = Vec::new();
+    match scope {
+        None => stack.push((None, root.to_path_buf())),
+        Some(rel) => {
+            let abs = root.join(rel.as_str());
+            let meta = match fs::symlink_metadata(&abs) {
+                Ok(m) => m,
+                // Gone: the caller's unseen pass turns it into a tombstone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(e) => {
+                    let _ = tx.send(Walked::Unlistable {
+                        dir: Some(rel.clone()),
+                        path: rel.to_string(),
+                        error: e.to_string(),
+                    });
+                    return;
+                }
+            };
+            match classify(rel.clone(), abs.clone(), &meta) {
+                Ok(found) => {
+                    let is_dir = found.kind == FoundKind::Directory;
+                    if tx.send(Walked::Found(found)).is_err() {
+                        return;
+                    }
+                    if is_dir {
+                        stack.push((Some(rel.clone()), abs));
+                    }
+                }
+                Err(w) => {
+                    let _ = tx.send(w);
+                    return;
+                }
+            }
+        }
+    }
+    while let Some((dir, abs)) = stack.pop() {
+        let mut subdirs = Vec::new();
+        for w in list(&dir, &abs, rules) {
+            if let Walked::Found(f) = &w
+                && f.kind == FoundKind::Directory
+            {
+                subdirs.push((Some(f.rel.clone()), f.abs.clone()));
+            }
+            if tx.send(w).is_err() {
+                return;
+            }
+        }
+        // Depth first, in name order.
+        stack.extend(subdirs.into_iter().rev());
+    }
+}
+
+/// Lists one directory, sorted by name, with ignore rules applied.
+fn list(dir: &Option<RelPath>, abs: &Path, rules: &IgnoreRules) -> Vec<Walked> {
+    let shown = dir
+        .as_ref()
+        .map_or_else(|| ".".to_owned(), ToString::to_string);
+    let entries = match fs::read_dir(abs) {
+        Ok(rd) => rd,
+        Err(e) => {
+            return vec![Walked::Unlistable {
+                dir: dir.clone(),
+                path: shown,
+                error: e.to_string(),
+            }];
+        }
+    };
+    let mut out = Vec::new();
+    let mut names = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => names.push((e.file_name(), e)),
+            Err(e) => {
+                // Part of the listing is missing: protect the whole directory.
+                out.push(Walked::Unlistable {
+                    dir: dir.clone(),
+                    path: shown.clone(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    // Case folding → first name seen, to report case-only collisions.
+    let mut folded: HashMap<String, RelPath> = HashMap::new();
+    let mut normalized: HashMap<String, String> = HashMap::new();
+    for (name, entry) in names {
+        let shown_name = |n: &std::ffi::OsStr| match dir {
+            Some(d) => format!("{d}/{}", n.to_string_lossy()),
+            None => n.to_string_lossy().into_owned(),
+        };
+        let Some(name_str) = name.to_str() else {
+            out.push(Walked::Skipped {
+                path: shown_name(&name),
+                reason: SkipReason::NonUtf8Name,
+                keep: None,
+            });
+            continue;
+        };
+        if dir.is_none() && name_str.eq_ignore_ascii_case(STATE_DIR) {
+            continue;
+        }
+        if crate::rules::is_always_ignored(name_str) {
+            continue;
+        }
+        let joined = match dir {
+            Some(d) => format!("{d}/{name_str}"),
+            None => name_str.to_owned(),
+        };
+        let rel = match RelPath::new_normalized(&joined) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(Walked::Skipped {
+                    path: joined,
+                    reason: SkipReason::BadName(e),
+                    keep: None,
+                });
+                continue;
+            }
+        };
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.push(Walked::Skipped {
+                    path: joined,
+                    reason: SkipReason::Unreadable(e.to_string()),
+                    keep: Some(rel),
+                });
+                continue;
+            }
+        };
+        if rules.is_ignored(&rel, meta.is_dir()) {
+            continue;
+        }
+        if let Some(first) = normalized.insert(rel.as_str().to_owned(), joined.clone()) {
+            // Two names on disk that are the same after NFC (possible on Linux).
+            out.push(Walked::Skipped {
+                path: joined,
+                reason: SkipReason::NormalizationCollision(first),
+                keep: None,
+            });
+            continue;
+        }
+        if let Some(first) = folded.get(&rel.case_fold()) {
+            out.push(Walked::CaseCollision(first.clone(), rel.clone()));
+        } else {
+            folded.insert(rel.case_fold(), rel.clone());
+        }
+        match classify(rel, entry.path(), &meta) {
+            Ok(found) => out.push(Walked::Found(found)),
+            Err(w) => out.push(w),
+        }
+    }
+    out
+}
+
+/// Turns metadata (from `lstat`) into a found entry, or a skip for special files.
+fn classify(rel: RelPath, abs: PathBuf, meta: &Metadata) -> Result<Found, Walked> {
+    let ft = meta.file_type();
+    let stat = Stat::of(meta);
+    let kind = if ft.is_file() {
+        FoundKind::File
+    } else if ft.is_dir() {
+        FoundKind::Directory
+    } else if ft.is_symlink() {
+        match fs::read_link(&abs) {
+            Ok(t) => match t.into_os_string().into_string() {
+                Ok(t) => FoundKind::Symlink(t),
+                Err(_) => {
+                    return Err(Walked::Skipped {
+                        path: rel.to_string(),
+                        reason: SkipReason::NonUtf8Target,
+                        keep: None,
+                    });
+                }
+            },
+            Err(e) => {
+                return Err(Walked::Skipped {
+                    path: rel.to_string(),
+                    reason: SkipReason::Unreadable(e.to_string()),
+                    keep: Some(rel),
+                });
+            }
+        }
+    } else {
+        return Err(Walked::Skipped {
+            path: rel.to_string(),
+            reason: SkipReason::Special(special_kind(meta)),
+            keep: None,
+        });
+    };
+    Ok(Found {
+        rel,
+        abs,
+        kind,
+        stat,
+    })
+}
+
+#[cfg(unix)]
+fn special_kind(meta: &Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
+}
+#[cfg(not(unix))]
+fn special_kind(_: &Metadata) -> &'static str {
+    "special file"
+}
