@@ -358,7 +358,7 @@ impl Actor {
         let mut due: Vec<(bool, Instant, FolderId, SocketAddr)> = Vec::new();
         let mut next: Option<Instant> = None;
         for (&(folder, addr), c) in &self.cands {
-            if c.dialing || self.is_connected(folder, c.peer) {
+            if c.dialing || self.self_addrs.contains(&addr) || self.is_connected(folder, c.peer) {
                 continue;
             }
             if c.next_attempt <= now {
@@ -441,8 +441,8 @@ impl Actor {
                 let min = match kind {
                     FailureKind::ConnectedToSelf => {
                         tracing::info!(%addr, "this address is our own; not dialing it again");
+                        cand.backoff = None;
                         self.self_addrs.insert(addr);
-                        self.cands.retain(|(_, a), _| *a != addr);
                         return;
                     }
                     FailureKind::Rejected => self.config.reject_backoff_min,
@@ -559,11 +559,16 @@ impl Actor {
                 peer: c.peer,
                 connected: self.is_connected(folder, c.peer),
                 dialing: c.dialing,
+                is_self: self.self_addrs.contains(&addr),
                 failures: c.failures,
                 last_error: c.last_error.clone(),
                 last_failure: c.last_failure,
                 backoff: c.backoff,
-                retry_in: c.next_attempt.checked_duration_since(now),
+                retry_in: if self.self_addrs.contains(&addr) {
+                    None
+                } else {
+                    c.next_attempt.checked_duration_since(now)
+                },
             })
             .collect();
         candidates.sort_by_key(|c| (c.folder, !c.lan, c.addr));

@@ -148,6 +148,8 @@ pub struct CandidateStatus {
     pub connected: bool,
     /// A dial is in progress.
     pub dialing: bool,
+    /// The address turned out to be our own: never dialed again.
+    pub is_self: bool,
     /// Failures in a row.
     pub failures: u32,
     /// The last error.
@@ -156,7 +158,8 @@ pub struct CandidateStatus {
     pub last_failure: Option<FailureKind>,
     /// The delay chosen after the last failure.
     pub backoff: Option<Duration>,
-    /// Time until the next attempt is allowed.
+    /// Time until the next attempt is allowed (`None`: now, or never if
+    /// `is_self`).
     pub retry_in: Option<Duration>,
 }
 
