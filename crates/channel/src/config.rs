@@ -31,6 +31,9 @@ struct Inner {
     verifier: Vec<u8>,
     signing: Option<FolderSigningKey>,
     ro: Option<(RoKey, RoMacKey)>,
+    /// Tests only: claim this level with a made-up proof.
+    #[cfg(test)]
+    forged_claim: Option<Access>,
 }
 
 impl FolderCredentials {
@@ -67,6 +70,8 @@ impl FolderCredentials {
             verifier,
             signing,
             ro,
+            #[cfg(test)]
+            forged_claim: None,
         }))
     }
 
@@ -82,6 +87,28 @@ impl FolderCredentials {
             i.signing.clone(),
             i.ro.clone(),
         )
+    }
+
+    /// The same credentials, but claiming `claim` with a made-up proof: a peer
+    /// that lies about its level. Tests only.
+    #[cfg(test)]
+    pub(crate) fn forging(&self, claim: Access) -> Self {
+        let mut c = Self::build(
+            self.0.folder_id,
+            self.0.access,
+            self.0.password.clone(),
+            self.0.signing.clone(),
+            self.0.ro.clone(),
+        );
+        if let Some(inner) = Arc::get_mut(&mut c.0) {
+            inner.forged_claim = Some(claim);
+        }
+        c
+    }
+
+    #[cfg(test)]
+    pub(crate) fn forged_claim(&self) -> Option<Access> {
+        self.0.forged_claim
     }
 
     /// The folder these credentials are for.

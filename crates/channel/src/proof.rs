@@ -45,6 +45,17 @@ fn message(sender: Role, claim: Access, transcript: &[u8; 32]) -> Vec<u8> {
 
 /// Our proof, sent as `sender`.
 pub(crate) fn make(creds: &FolderCredentials, sender: Role, transcript: &[u8; 32]) -> Vec<u8> {
+    #[cfg(test)]
+    if let Some(claim) = creds.forged_claim() {
+        let len = match claim {
+            Access::ReadWrite => SIGNATURE_LEN,
+            Access::ReadOnly => 32,
+            Access::Encrypted => 0,
+        };
+        let mut out = vec![claim_byte(claim)];
+        out.resize(1 + len, 0xEE);
+        return out;
+    }
     let claim = creds.access();
     let m = message(sender, claim, transcript);
     let mut out = vec![claim_byte(claim)];

@@ -430,3 +430,47 @@ fn deterministic_transcript_dump() {
     // testdata/independent_check.py recomputes this file from the spec alone.
     assert_eq!(dump, include_str!("../../testdata/transcript.txt"));
 }
+
+#[test]
+fn a_forged_access_claim_fails_the_handshake_on_both_sides() {
+    for liar_level in [Access::Encrypted, Access::ReadOnly] {
+        for claim in [Access::ReadOnly, Access::ReadWrite] {
+            if claim <= liar_level {
+                continue;
+            }
+            // Either role lies; the honest side holds the RO key and can check.
+            for (liar_peer, honest_peer) in [(1, 2), (2, 1)] {
+                let liar =
+                    ChannelConfig::new(PeerId([liar_peer; 32]), creds(liar_level).forging(claim));
+                let honest = config(honest_peer, Access::ReadOnly);
+                let (l, h) = run_with(&liar, &honest, true, |_, _, b| vec![b]);
+                assert!(
+                    matches!(
+                        h.error(),
+                        ChannelError::Peer(Violation::BadAccessProof { claimed }) if claimed == claim
+                    ),
+                    "{liar_level} claiming {claim}"
+                );
+                // The liar hears why, authenticated.
+                assert!(
+                    matches!(
+                        l.error(),
+                        ChannelError::PeerAborted(crate::AbortCode::AccessRejected)
+                    ),
+                    "{liar_level} claiming {claim}"
+                );
+            }
+            // An encrypted peer cannot check, and trusts only its own level.
+            let liar = ChannelConfig::new(PeerId([1; 32]), creds(liar_level).forging(claim));
+            let (_, h) = run(&liar, &config(2, Access::Encrypted));
+            let h = h.session();
+            assert_eq!(
+                h.info().peer_access,
+                PeerAccess {
+                    verified: Access::Encrypted,
+                    claimed: claim
+                }
+            );
+        }
+    }
+}
