@@ -1,6 +1,7 @@
 //! File records: reading, streaming and writing them.
 
 use std::collections::VecDeque;
+use std::path::Path;
 
 use keys::{ShortId, Signature};
 use record::{Block, FileKind, FileRecord, RelPath, SignedRecord, Timestamp, VersionVector};
@@ -60,16 +61,7 @@ pub const DEFAULT_BATCH: usize = 512;
 impl Index {
     /// The record at `path`, if any (including tombstones).
     pub fn get(&self, path: &RelPath) -> Result<Option<Entry>, IndexError> {
-        let sql = format!("SELECT {COLS} FROM files WHERE path = ?1");
-        let row = self
-            .conn
-            .query_row(&sql, [path.as_str()], |r| Ok(RawRow::read(r)))
-            .optional()
-            .map_err(self.err())?;
-        row.transpose()
-            .map_err(self.err())?
-            .map(|raw| raw.decode(self))
-            .transpose()
+        get_on(&self.conn, &self.path, path)
     }
 
     /// Every record changed after sequence `after`, in sequence order, fetched
@@ -117,11 +109,22 @@ impl Index {
     /// [`Writer::mark_seen`] since [`clear_seen`](Self::clear_seen): what a scan
     /// did not find on disk.
     pub fn unseen(&self, dir: Option<&RelPath>, batch: usize) -> Stream<'_> {
+        self.unseen_after(dir, None, batch)
+    }
+
+    /// Like [`unseen`](Self::unseen), starting after the path `after`: to go on
+    /// from the last entry of a batch after writing in between.
+    pub fn unseen_after(
+        &self,
+        dir: Option<&RelPath>,
+        after: Option<&RelPath>,
+        batch: usize,
+    ) -> Stream<'_> {
         Stream::new(
             self,
             Order::Path {
                 dir: dir.map(|d| d.as_str().to_owned()),
-                after: None,
+                after: after.map(|a| a.as_str().to_owned()),
                 unseen: true,
             },
             batch,
@@ -170,6 +173,11 @@ pub struct Writer<'a> {
 impl Writer<'_> {
     fn err(&self) -> impl Fn(rusqlite::Error) -> IndexError + '_ {
         |e| classify(&self.path, e)
+    }
+
+    /// The record at `path` as this transaction sees it (including its own writes).
+    pub fn get(&self, path: &RelPath) -> Result<Option<Entry>, IndexError> {
+        get_on(&self.tx, &self.path, path)
     }
 
     /// Stores `update.record`, replacing the record at its path, under a new sequence
@@ -336,6 +344,23 @@ impl Writer<'_> {
     }
 }
 
+fn get_on(
+    conn: &rusqlite::Connection,
+    db: &Path,
+    path: &RelPath,
+) -> Result<Option<Entry>, IndexError> {
+    let sql = format!("SELECT {COLS} FROM files WHERE path = ?1");
+    let err = |e| classify(db, e);
+    let row = conn
+        .query_row(&sql, [path.as_str()], |r| Ok(RawRow::read(r)))
+        .optional()
+        .map_err(err)?;
+    row.transpose()
+        .map_err(err)?
+        .map(|raw| raw.decode(db))
+        .transpose()
+}
+
 /// The first 8 bytes of a block hash as the stored key.
 pub(crate) fn hash_prefix(hash: &[u8; 32]) -> i64 {
     let [a, b, c, d, e, f, g, h, ..] = *hash;
@@ -409,21 +434,18 @@ impl<'a> Stream<'a> {
                     .collect()
             }
             Order::Path { dir, after, unseen } => {
-                // `dir` itself, then `dir/…`: the range ['dir/', 'dir0') because '0'
-                // follows '/' in byte order (SQLite compares TEXT with memcmp).
-                let (exact, lo, hi, range) = match dir {
+                // Everything under `dir` lies in ['dir', 'dir0') ('0' follows '/'
+                // in byte order; SQLite compares TEXT with memcmp). That range also
+                // holds 'dir-x' and 'dir.txt', which the second test drops. The
+                // cursor (`path > last`) and the bounds are all on the path index,
+                // so each batch is a range scan, not a scan from the start.
+                let (lo, hi, range) = match dir {
                     Some(d) => (
                         d.clone(),
-                        format!("{d}/"),
                         format!("{d}0"),
-                        "(path = ?1 OR (path >= ?2 AND path < ?3))",
+                        "path >= ?1 AND path < ?2 AND (path = ?1 OR path >= ?1 || '/')",
                     ),
-                    None => (
-                        String::new(),
-                        String::new(),
-                        String::new(),
-                        "(?1 = ?2 AND ?2 = ?3)",
-                    ),
+                    None => (String::new(), String::new(), "?1 = ?2"),
                 };
                 let cursor = after.clone().unwrap_or_default();
                 let live = if *unseen {
@@ -432,27 +454,24 @@ impl<'a> Stream<'a> {
                     ""
                 };
                 let sql = format!(
-                    "SELECT {COLS} FROM files WHERE {range} \
-                     AND (?4 = '' OR path > ?4) {live} ORDER BY path LIMIT ?5"
+                    "SELECT {COLS} FROM files WHERE path > ?3 AND {range} {live} ORDER BY path LIMIT ?4"
                 );
                 let mut stmt = self
                     .index
                     .conn
                     .prepare_cached(&sql)
                     .map_err(self.index.err())?;
-                stmt.query_map(params![exact, lo, hi, cursor, limit], |r| {
-                    Ok(RawRow::read(r))
-                })
-                .map_err(self.index.err())?
-                .map(|r| r.and_then(|x| x))
-                .collect()
+                stmt.query_map(params![lo, hi, cursor, limit], |r| Ok(RawRow::read(r)))
+                    .map_err(self.index.err())?
+                    .map(|r| r.and_then(|x| x))
+                    .collect()
             }
         };
         if rows.len() < self.batch {
             self.done = true;
         }
         for raw in rows {
-            let entry = raw.map_err(self.index.err())?.decode(self.index)?;
+            let entry = raw.map_err(self.index.err())?.decode(&self.index.path)?;
             match &mut self.order {
                 Order::Sequence { after, .. } => *after = entry.sequence,
                 Order::Path { after, .. } => *after = Some(entry.record.path.as_str().to_owned()),
@@ -520,9 +539,9 @@ impl RawRow {
         })
     }
 
-    fn decode(self, index: &Index) -> Result<Entry, IndexError> {
+    fn decode(self, db: &Path) -> Result<Entry, IndexError> {
         let bad = |reason: &str| IndexError::BadRow {
-            path: index.path.clone(),
+            path: db.to_path_buf(),
             what: self.path.clone(),
             reason: reason.to_owned(),
         };

@@ -410,14 +410,16 @@ impl Run<'_> {
         rules: &IgnoreRules,
         scope: Option<&RelPath>,
     ) -> Result<(), ScanError> {
+        let mut after: Option<RelPath> = None;
         loop {
             let batch: Vec<Entry> = index
-                .unseen(scope, DELETE_BATCH)
+                .unseen_after(scope, after.as_ref(), DELETE_BATCH)
                 .take(DELETE_BATCH)
                 .collect::<Result<_, _>>()?;
-            if batch.is_empty() {
+            let Some(last) = batch.last() else {
                 return Ok(());
-            }
+            };
+            after = Some(last.record.path.clone());
             let mut w = index.write()?;
             for e in batch {
                 let path = &e.record.path;

@@ -457,3 +457,20 @@ fn watcher_picks_up_changes() {
             .is_some()
     );
 }
+
+#[test]
+fn many_changes_span_transactions_and_deletion_batches() {
+    let mut f = Folder::new();
+    for i in 0..600 {
+        f.write(&format!("many/{i:03}"), &[i as u8]);
+    }
+    let mut o = opts();
+    o.batch = 64;
+    let s = f.scan_with(&o);
+    assert_eq!(s.added, 601);
+    assert_eq!(f.index.sequence(), 601);
+    fs::remove_dir_all(f.root.join("many")).unwrap();
+    let s = f.scan_with(&o);
+    assert_eq!(s.deleted, 601, "{s}");
+    assert_eq!(f.index.summary().unwrap().deleted, 601);
+}
