@@ -28,6 +28,8 @@ use crate::tcp;
 const MAX_DIALS: usize = 32;
 /// Candidate records kept; new addresses past this are ignored.
 const MAX_CANDIDATES: usize = 4096;
+/// A failing candidate that no source has mentioned for this long is dropped.
+const CANDIDATE_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long we try to send an authenticated close on a duplicate channel.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Slack over connect + handshake timeouts before a dial task is abandoned.
@@ -90,6 +92,7 @@ struct Cand {
     last_failure: Option<FailureKind>,
     backoff: Option<Duration>,
     next_attempt: Instant,
+    last_seen: Instant,
 }
 
 struct Actor {
@@ -325,6 +328,7 @@ impl Actor {
                 if c.peer.is_some() {
                     cand.peer = c.peer;
                 }
+                cand.last_seen = Instant::now();
             }
             None if len < MAX_CANDIDATES => {
                 tracing::debug!(folder = %c.folder, addr = %c.addr, source = c.source, "new candidate");
@@ -340,6 +344,7 @@ impl Actor {
                         last_failure: None,
                         backoff: None,
                         next_attempt: Instant::now(),
+                        last_seen: Instant::now(),
                     },
                 );
             }
@@ -355,6 +360,16 @@ impl Actor {
     /// one will be.
     fn schedule(&mut self) -> Option<Instant> {
         let now = Instant::now();
+        // Forget addresses that keep failing and that no source repeats (a LAN
+        // peer that moved, a flood of made-up announcements).
+        let live = &self.live;
+        self.cands.retain(|&(folder, _), c| {
+            let connected = c.peer.is_some_and(|p| live.contains_key(&(folder, p)));
+            c.dialing
+                || connected
+                || c.failures == 0
+                || now.duration_since(c.last_seen) < CANDIDATE_TTL
+        });
         let mut due: Vec<(bool, Instant, FolderId, SocketAddr)> = Vec::new();
         let mut next: Option<Instant> = None;
         for (&(folder, addr), c) in &self.cands {
