@@ -10,8 +10,8 @@
 //! 2. A live entry beats a deletion: a modification is never lost to a delete.
 //! 3. A directory beats a file or symlink, so the directory's children stay valid;
 //!    the file is kept as a conflict copy.
-//! 4. Otherwise the later modification time wins; equal times go to the version
-//!    whose vector is greater in a fixed total order (see [`tie_break`]).
+//! 4. Otherwise the later modification time wins; equal times go to the greater
+//!    content hash (see [`tie_break`]).
 //!
 //! The loser, if it has content (a live file or symlink), is kept as
 //! `name.sync-conflict-YYYYMMDD-HHMMSS-<peer>.ext`, where time and peer are the
@@ -137,15 +137,15 @@ pub fn conflict_winner(local: &FileRecord, remote: &FileRecord) -> Side {
     }
 }
 
-/// A total order on records that every peer computes alike: the version vectors
-/// entry by entry, then the content hash. Equal only for equal records, so the
-/// winner never depends on which side is "local".
+/// A total order on records that every peer computes alike: the content hash,
+/// then the mode, then the version vectors entry by entry. Content first, because
+/// settling (see `folder`) rewrites version vectors but never content: the winner
+/// between two contents must not change when either is settled.
 fn tie_break(a: &FileRecord, b: &FileRecord) -> Ordering {
-    a.version
-        .entries()
-        .cmp(b.version.entries())
-        .then_with(|| a.hash.cmp(&b.hash))
+    a.hash
+        .cmp(&b.hash)
         .then_with(|| a.mode.cmp(&b.mode))
+        .then_with(|| a.version.entries().cmp(b.version.entries()))
 }
 
 fn same_content(a: &FileRecord, b: &FileRecord) -> bool {

@@ -8,9 +8,9 @@
 //! handle_records(peer, records, index)   a peer's index or index update
 //! handle_availability(peer, …)           blocks a peer holds of a file it is fetching
 //! peer_connected / peer_disconnected
-//! handle_local_blocks(path, indexes)     answer to Action::FindLocalBlocks
+//! handle_local_blocks(path, hash, idx)   answer to Action::FindLocalBlocks
 //! handle_block / handle_bad_block        answers to Action::Request
-//! handle_applied(path) / handle_apply_failed(path)
+//! handle_applied(record) / handle_moved_aside(path) / handle_apply_failed(path)
 //! handle_local_change(path, index)       the scanner changed a path we are fetching
 //! handle_timeout(now)
 //! poll_action(now) → Action
@@ -23,8 +23,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use keys::FolderSigningKey;
 use keys::{PeerId, RoKey};
-use record::{FileKind, FileRecord, RecordError, RelPath, SignedRecord};
+use record::{
+    FileKind, FileRecord, RecordError, RelPath, SignedRecord, VersionOrdering, VersionVector,
+};
 
 use crate::decide::{Decision, Local, LoserFate, Side, decide};
 use crate::schedule::{Arrival, Progress, Request, ScheduleConfig, Scheduler};
@@ -106,7 +109,8 @@ pub enum Action {
     },
     /// A file is needed: look up which of its blocks exist locally (any file, the
     /// old version, a leftover partial), copy them into the file's temporary, and
-    /// answer with [`Folder::handle_local_blocks`].
+    /// answer with [`Folder::handle_local_blocks`]. Temporaries belong to one
+    /// version (path and file hash): a newer version of the path starts afresh.
     FindLocalBlocks {
         /// The file.
         path: RelPath,
@@ -131,29 +135,40 @@ pub enum Action {
 pub struct FolderConfig {
     /// The folder's read-only key, which verifies every record.
     pub ro_key: RoKey,
+    /// The signing key, on read-write peers: it settles concurrent versions into
+    /// one record (read-only peers follow what read-write peers settle).
+    pub signer: Option<FolderSigningKey>,
     /// Scheduler tuning.
     pub schedule: ScheduleConfig,
 }
 
 #[derive(Debug)]
-struct Needed {
+pub(crate) struct Needed {
     /// The peer whose announcement made us need it.
     from: PeerId,
     signed: SignedRecord,
-    record: FileRecord,
-    looked_up: bool,
+    pub(crate) record: FileRecord,
+    pub(crate) looked_up: bool,
+    /// What the concurrent versions this one beat had seen, to settle with once
+    /// it is here.
+    settle_with: Option<VersionVector>,
+    /// The record handed out in `Action::Finalize` (settled), once it was.
+    finalizing: Option<FileRecord>,
 }
 
 /// The sync logic of one folder. See the module docs for the call order.
 #[derive(Debug)]
 pub struct Folder {
     ro_key: RoKey,
+    signer: Option<FolderSigningKey>,
     scheduler: Scheduler,
-    needed: HashMap<RelPath, Needed>,
+    pub(crate) needed: HashMap<RelPath, Needed>,
     /// Paths with an action out that must be applied before anything else is
     /// planned for them, with the record to reconsider afterwards.
-    busy: HashMap<RelPath, Option<(PeerId, SignedRecord)>>,
-    held_deletes: Vec<(SignedRecord, FileRecord)>,
+    pub(crate) busy: HashMap<RelPath, Option<(PeerId, SignedRecord)>>,
+    pub(crate) held_deletes: Vec<(SignedRecord, FileRecord)>,
+    /// Versions of ours moved aside for a winner, to settle the winner with.
+    settle_after_move: HashMap<RelPath, VersionVector>,
     actions: VecDeque<Action>,
 }
 
@@ -162,10 +177,12 @@ impl Folder {
     pub fn new(config: FolderConfig) -> Self {
         Self {
             ro_key: config.ro_key,
+            signer: config.signer,
             scheduler: Scheduler::new(config.schedule),
             needed: HashMap::new(),
             busy: HashMap::new(),
             held_deletes: Vec::new(),
+            settle_after_move: HashMap::new(),
             actions: VecDeque::new(),
         }
     }
@@ -201,12 +218,13 @@ impl Folder {
         record: FileRecord,
         index: &impl LocalIndex,
     ) {
-        if let Some(waiting) = self.busy.get_mut(&record.path) {
-            // Reconsidered once the action in flight is applied; the newest wins.
+        let path = record.path.clone();
+        if let Some(waiting) = self.busy.get_mut(&path) {
+            // Reconsidered once the action in flight is applied; the winner waits.
             let newer = match waiting {
                 Some((_, queued)) => queued
                     .verify(&self.ro_key)
-                    .is_ok_and(|q| !q.version.dominates(&record.version)),
+                    .is_ok_and(|q| supersedes(&q, &record)),
                 None => true,
             };
             if newer {
@@ -214,91 +232,165 @@ impl Folder {
             }
             return;
         }
-        if let Some(needed) = self.needed.get(&record.path) {
-            if needed.record == record {
+        // A version accepted but not yet on disk (a file being fetched, a deletion
+        // waiting its turn) is what we hold for this path: compare with it, not
+        // with the older record the index still has.
+        if let Some((pending, settled_with)) = self.pending(&path) {
+            if pending == record {
                 // Another source for the version we are fetching.
-                self.scheduler
-                    .peer_has_file(&peer, &record.path, record.hash);
+                self.scheduler.peer_has_file(&peer, &path, record.hash);
                 return;
             }
-            if needed.record.version.dominates(&record.version) {
+            if !supersedes(&pending, &record) {
                 return;
             }
+            self.drop_pending(&path);
+            let mut settle_with = settled_with;
+            if concurrent(&pending, &record) {
+                settle_with = Some(merge(settle_with.as_ref(), &pending.version));
+            }
+            let local = index.get(&path);
+            self.take(peer, signed, record, local.as_ref(), settle_with);
+            return;
         }
-        let local = index.get(&record.path);
+        let local = index.get(&path);
         let local_ref = local.as_ref().map(|l| Local {
             record: &l.record,
             local_only: l.local_only,
         });
-        match decide(local_ref, &record) {
+        let decision = decide(local_ref, &record);
+        // Concurrent versions settle into one that has seen both, so a stale record
+        // of either lineage can never come back (see `settle`).
+        let ours = local
+            .as_ref()
+            .filter(|l| !l.local_only && concurrent(&l.record, &record));
+        match decision {
+            // A losing version with content is kept as a conflict copy by the peer
+            // that holds it, which then settles; settling here first would make
+            // that peer's version look merely old, and it would be archived instead.
+            Decision::Conflict {
+                winner: Side::Local,
+                loser: LoserFate::ConflictCopy(_),
+            } => {}
             Decision::Keep
             | Decision::Conflict {
                 winner: Side::Local,
                 ..
             } => {
-                // The losing side of a conflict moves its own version aside and
-                // announces the copy; nothing to do here.
+                let Some(ours) = ours else { return };
+                if let Some((signed, merged)) = self.settle(&ours.record, &record.version) {
+                    self.busy.insert(path, None);
+                    self.actions.push_back(Action::UpdateMetadata {
+                        signed,
+                        record: merged,
+                    });
+                }
             }
-            Decision::Take => self.take(peer, signed, record, local.as_ref()),
-            Decision::Conflict {
+            Decision::Take
+            | Decision::Conflict {
                 winner: Side::Remote,
-                loser,
+                ..
             } => {
-                if loser == LoserFate::Nothing {
-                    self.take(peer, signed, record, local.as_ref());
-                } else {
-                    let path = record.path.clone();
-                    self.busy.insert(path.clone(), Some((peer, signed)));
-                    self.actions
-                        .push_back(Action::MoveAside { path, to: loser });
+                let settle_with = ours
+                    .map(|o| o.record.version.clone())
+                    .or_else(|| self.settle_after_move.remove(&path));
+                match decision {
+                    Decision::Conflict { loser, .. } if loser != LoserFate::Nothing => {
+                        if let Some(with) = settle_with {
+                            self.settle_after_move.insert(path.clone(), with);
+                        }
+                        self.busy.insert(path.clone(), Some((peer, signed)));
+                        self.actions
+                            .push_back(Action::MoveAside { path, to: loser });
+                    }
+                    _ => self.take(peer, signed, record, local.as_ref(), settle_with),
                 }
             }
         }
     }
 
+    /// The version accepted for `path` but not yet applied, with what it is to be
+    /// settled with.
+    fn pending(&self, path: &RelPath) -> Option<(FileRecord, Option<VersionVector>)> {
+        if let Some(needed) = self.needed.get(path) {
+            return Some((needed.record.clone(), needed.settle_with.clone()));
+        }
+        self.held_deletes
+            .iter()
+            .find(|(_, r)| r.path == *path)
+            .map(|(_, r)| (r.clone(), None))
+    }
+
+    fn drop_pending(&mut self, path: &RelPath) {
+        if self.needed.remove(path).is_some() {
+            self.scheduler.remove_file(path);
+        }
+        self.held_deletes.retain(|(_, held)| held.path != *path);
+    }
+
+    /// `keep` with a version that has also seen `other`, signed: what a read-write
+    /// peer stores after resolving concurrent versions, so a stale record of either
+    /// lineage can never come back. Ed25519 signatures are deterministic, so every
+    /// peer that settles the same pair makes the same bytes. Read-only peers cannot
+    /// sign and keep the winner as it is.
+    fn settle(
+        &self,
+        keep: &FileRecord,
+        other: &VersionVector,
+    ) -> Option<(SignedRecord, FileRecord)> {
+        settle(self.signer.as_ref()?, keep, other)
+    }
+
+    /// Takes `record` in place of `local`. When it beat concurrent versions,
+    /// `settle_with` is what they had seen: the stored record is settled with it,
+    /// at once where the content is already here, at [`Action::Finalize`] for a
+    /// file still to fetch (settling earlier would vouch for content that may never
+    /// arrive, and outlive the deletion that should supersede it).
     fn take(
         &mut self,
         peer: PeerId,
         signed: SignedRecord,
         record: FileRecord,
         local: Option<&LocalEntry>,
+        settle_with: Option<VersionVector>,
     ) {
         let path = record.path.clone();
-        if self.needed.remove(&path).is_some() {
-            self.scheduler.remove_file(&path);
+        self.drop_pending(&path);
+        let fetch = record.kind == FileKind::File && !record.deleted;
+        let same_content = local.is_some_and(|l| {
+            !l.record.deleted && l.record.kind == record.kind && l.record.hash == record.hash
+        });
+        if fetch && !same_content {
+            self.scheduler.add_file(record.clone());
+            self.scheduler.peer_has_file(&peer, &path, record.hash);
+            self.actions.push_back(Action::FindLocalBlocks {
+                path: path.clone(),
+                record: record.clone(),
+            });
+            self.needed.insert(
+                path,
+                Needed {
+                    from: peer,
+                    signed,
+                    record,
+                    looked_up: false,
+                    settle_with,
+                    finalizing: None,
+                },
+            );
+            return;
         }
-        // A newer record supersedes a deletion still waiting its turn.
-        self.held_deletes.retain(|(_, held)| held.path != path);
+        let (signed, record) = settle_with
+            .and_then(|with| self.settle(&record, &with))
+            .unwrap_or((signed, record));
         if record.deleted {
             self.held_deletes.push((signed, record));
             return;
         }
-        let same_content = local.is_some_and(|l| {
-            !l.record.deleted && l.record.kind == record.kind && l.record.hash == record.hash
-        });
         let action = match &record.kind {
+            _ if same_content => Action::UpdateMetadata { signed, record },
             FileKind::Directory => Action::CreateDir { signed, record },
-            FileKind::Symlink { .. } if same_content => Action::UpdateMetadata { signed, record },
-            FileKind::Symlink { .. } => Action::CreateSymlink { signed, record },
-            FileKind::File if same_content => Action::UpdateMetadata { signed, record },
-            FileKind::File => {
-                self.scheduler.add_file(record.clone());
-                self.scheduler.peer_has_file(&peer, &path, record.hash);
-                self.actions.push_back(Action::FindLocalBlocks {
-                    path: path.clone(),
-                    record: record.clone(),
-                });
-                self.needed.insert(
-                    path,
-                    Needed {
-                        from: peer,
-                        signed,
-                        record,
-                        looked_up: false,
-                    },
-                );
-                return;
-            }
+            FileKind::Symlink { .. } | FileKind::File => Action::CreateSymlink { signed, record },
         };
         self.busy.insert(path, None);
         self.actions.push_back(action);
@@ -325,13 +417,19 @@ impl Folder {
         self.scheduler.peer_disconnected(peer);
     }
 
-    /// The answer to [`Action::FindLocalBlocks`]: these blocks are in the temporary.
-    pub fn handle_local_blocks(&mut self, path: &RelPath, present: &[usize]) {
+    /// The answer to [`Action::FindLocalBlocks`] for the version `file_hash`: these
+    /// blocks are in its temporary. An answer for a version no longer needed is
+    /// ignored.
+    pub fn handle_local_blocks(&mut self, path: &RelPath, file_hash: [u8; 32], present: &[usize]) {
+        let Some(needed) = self.needed.get_mut(path) else {
+            return;
+        };
+        if needed.record.hash != file_hash {
+            return;
+        }
+        needed.looked_up = true;
         for &index in present {
             self.scheduler.mark_local(path, index);
-        }
-        if let Some(needed) = self.needed.get_mut(path) {
-            needed.looked_up = true;
         }
     }
 
@@ -348,16 +446,40 @@ impl Folder {
             .handle_block(peer, path, file_hash, index, now)
     }
 
-    /// A block failed its hash check or the peer could not serve it.
-    pub fn handle_bad_block(&mut self, peer: &PeerId, path: &RelPath, index: usize) {
-        self.scheduler.handle_bad_block(peer, path, index);
+    /// Block `index` of version `file_hash` failed its hash check or the peer
+    /// could not serve it.
+    pub fn handle_bad_block(
+        &mut self,
+        peer: &PeerId,
+        path: &RelPath,
+        file_hash: [u8; 32],
+        index: usize,
+    ) {
+        self.scheduler
+            .handle_bad_block(peer, path, file_hash, index);
     }
 
-    /// The action for `path` was carried out (and its record stored).
-    pub fn handle_applied(&mut self, path: &RelPath, index: &impl LocalIndex) {
-        if self.needed.remove(path).is_some() {
+    /// The action that stores `record` was carried out (and the record stored).
+    /// A newer version of the path that arrived meanwhile stays needed.
+    pub fn handle_applied(&mut self, record: &FileRecord, index: &impl LocalIndex) {
+        let path = &record.path;
+        if self
+            .needed
+            .get(path)
+            .is_some_and(|n| n.record == *record || n.finalizing.as_ref() == Some(record))
+        {
+            self.needed.remove(path);
             self.scheduler.remove_file(path);
         }
+        self.release(path, index);
+    }
+
+    /// The [`Action::MoveAside`] of `path` was carried out.
+    pub fn handle_moved_aside(&mut self, path: &RelPath, index: &impl LocalIndex) {
+        self.release(path, index);
+    }
+
+    fn release(&mut self, path: &RelPath, index: &impl LocalIndex) {
         if let Some(Some((peer, signed))) = self.busy.remove(path) {
             // A record that waited (the winner after a MoveAside, or a newer one).
             if let Ok(record) = signed.verify(&self.ro_key) {
@@ -374,6 +496,7 @@ impl Folder {
             self.scheduler.remove_file(path);
         }
         self.busy.remove(path);
+        self.settle_after_move.remove(path);
     }
 
     /// The scanner recorded a local change to `path`: a version being fetched for it
@@ -404,12 +527,14 @@ impl Folder {
         if let Some(needed) = self
             .scheduler
             .poll_complete()
-            .and_then(|p| self.needed.get(&p))
+            .and_then(|p| self.needed.get_mut(&p))
         {
-            return Some(Action::Finalize {
-                signed: needed.signed.clone(),
-                record: needed.record.clone(),
-            });
+            let settled = self.signer.as_ref().zip(needed.settle_with.as_ref());
+            let (signed, record) = settled
+                .and_then(|(signer, with)| settle(signer, &needed.record, with))
+                .unwrap_or_else(|| (needed.signed.clone(), needed.record.clone()));
+            needed.finalizing = Some(record.clone());
+            return Some(Action::Finalize { signed, record });
         }
         if let Some(request) = self.scheduler.poll_request(now) {
             return Some(Action::Request(request));
@@ -457,6 +582,47 @@ impl Folder {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
+}
+
+/// See [`Folder::settle`].
+fn settle(
+    signer: &FolderSigningKey,
+    keep: &FileRecord,
+    other: &VersionVector,
+) -> Option<(SignedRecord, FileRecord)> {
+    let mut merged = keep.clone();
+    merged.version = keep.version.merge(other);
+    let signed = SignedRecord::sign(&merged, signer).ok()?;
+    Some((signed, merged))
+}
+
+fn merge(a: Option<&VersionVector>, b: &VersionVector) -> VersionVector {
+    a.map_or_else(|| b.clone(), |a| a.merge(b))
+}
+
+/// Whether two records are versions neither of which has seen the other.
+fn concurrent(a: &FileRecord, b: &FileRecord) -> bool {
+    match a.version.compare(&b.version) {
+        VersionOrdering::Concurrent => true,
+        VersionOrdering::Equal => a != b,
+        VersionOrdering::Greater | VersionOrdering::Lesser => false,
+    }
+}
+
+/// Whether `new` wins over `old` by the rules of [`decide`].
+fn supersedes(old: &FileRecord, new: &FileRecord) -> bool {
+    let old = Local {
+        record: old,
+        local_only: false,
+    };
+    matches!(
+        decide(Some(old), new),
+        Decision::Take
+            | Decision::Conflict {
+                winner: Side::Remote,
+                ..
+            }
+    )
 }
 
 #[cfg(test)]

@@ -18,3 +18,6 @@
 pub mod decide;
 pub mod folder;
 pub mod schedule;
+
+#[cfg(test)]
+mod sim;

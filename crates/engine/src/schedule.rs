@@ -378,14 +378,36 @@ impl Scheduler {
         }
     }
 
-    /// A block from `peer` failed verification or the peer said it does not have
-    /// it: ask someone else, and stop counting on `peer` for that version.
-    pub fn handle_bad_block(&mut self, peer: &PeerId, path: &RelPath, index: usize) {
-        let size = self.block_size(path, index).unwrap_or(0);
-        if let Some(state) = self.need_mut(path).and_then(|n| n.blocks.get_mut(index)) {
-            forget_request(state, peer);
+    /// Block `index` of the version `file_hash` from `peer` failed verification,
+    /// or the peer said it does not have it: ask someone else, and stop counting on
+    /// `peer` for that version. An answer about a version no longer needed changes
+    /// nothing (its requests were released when it was replaced).
+    pub fn handle_bad_block(
+        &mut self,
+        peer: &PeerId,
+        path: &RelPath,
+        file_hash: [u8; 32],
+        index: usize,
+    ) {
+        let Some(need) = self.need_mut(path) else {
+            return;
+        };
+        if need.record.hash != file_hash {
+            return;
         }
-        self.release(peer, size);
+        let size = need.record.blocks.get(index).map_or(0, |b| b.size);
+        let was_asked = match need.blocks.get_mut(index) {
+            Some(state @ BlockState::Requested(_)) => {
+                let asked =
+                    matches!(state, BlockState::Requested(at) if at.iter().any(|(p, _)| p == peer));
+                forget_request(state, peer);
+                asked
+            }
+            _ => false,
+        };
+        if was_asked {
+            self.release(peer, size);
+        }
         self.peer_lost_file(peer, path);
         self.wake_all();
     }

@@ -55,6 +55,7 @@ impl Fixture {
         let key = RwSecret::from_bytes([5; 20]).signing_key();
         let folder = Folder::new(FolderConfig {
             ro_key: key.ro_key(),
+            signer: Some(key.clone()),
             schedule: ScheduleConfig::default(),
         });
         Self {
@@ -90,7 +91,7 @@ impl Fixture {
         );
         let index = &self.index;
         self.folder
-            .handle_applied(&record.path, &|p: &RelPath| index.get(p).cloned());
+            .handle_applied(record, &|p: &RelPath| index.get(p).cloned());
     }
 }
 
@@ -143,7 +144,7 @@ fn a_new_file_is_looked_up_fetched_and_finalized() {
         .collect();
     assert_eq!(requests.len(), 3);
     // Block 1 turned out to be local; the others arrive.
-    fx.folder.handle_local_blocks(&f.path, &[1]);
+    fx.folder.handle_local_blocks(&f.path, f.hash, &[1]);
     let now = Instant::now();
     assert_eq!(
         fx.folder.handle_block(&peer(1), &f.path, f.hash, 0, now),
@@ -188,7 +189,7 @@ fn rename_copies_from_the_old_file_before_deleting_it() {
     assert!(
         matches!(&actions[0], Action::FindLocalBlocks { path, .. } if path.as_str() == "new.txt")
     );
-    fx.folder.handle_local_blocks(&new.path, &[0, 1]);
+    fx.folder.handle_local_blocks(&new.path, new.hash, &[0, 1]);
     let actions = fx.actions();
     assert!(
         matches!(&actions[0], Action::Finalize { record, .. } if record.path.as_str() == "new.txt")
@@ -237,9 +238,20 @@ fn conflict_moves_the_local_loser_aside_then_takes_the_winner() {
     fx.index.remove(path);
     let index = &fx.index;
     fx.folder
-        .handle_applied(&theirs.path, &|p: &RelPath| index.get(p).cloned());
+        .handle_moved_aside(&theirs.path, &|p: &RelPath| index.get(p).cloned());
     let actions = fx.actions();
+    // A read-write peer settles the two versions into one that has seen both.
     assert!(matches!(&actions[0], Action::FindLocalBlocks { record, .. } if *record == theirs));
+    // Once here, a read-write peer stores it settled: a version that has seen both.
+    fx.folder
+        .handle_local_blocks(&theirs.path, theirs.hash, &[0]);
+    let settled = theirs.version.merge(&ours.version);
+    let actions = fx.actions();
+    assert!(
+        matches!(&actions[..], [Action::Finalize { record, .. }]
+        if record.hash == theirs.hash && record.version == settled),
+        "{actions:?}"
+    );
 }
 
 #[test]

@@ -190,7 +190,7 @@ fn disconnect_timeout_and_bad_block_requeue() {
     let r = drain(&mut s, t0 + Duration::from_secs(6));
     assert_eq!(r.len(), 2, "asked again");
     // A corrupt block: peer 2 is no longer counted on for this version.
-    s.handle_bad_block(&peer(2), &f.path, 0);
+    s.handle_bad_block(&peer(2), &f.path, f.hash, 0);
     assert_eq!(s.sources(&f.path), Vec::<PeerId>::new());
     assert!(s.poll_request(t0).is_none());
 }
