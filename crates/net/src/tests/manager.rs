@@ -63,7 +63,10 @@ async fn settle(handle: &NetHandle, events: &mut NetEvents, current: &mut Option
             *current = Some(c);
         }
         let s = handle.status().await.unwrap();
-        if idle(&s) && current.is_some() && s.connections.len() == 1 {
+        // Our own dial is done (it found the peer), none is in flight, and the
+        // peer's dial, if it reached us, has been reported.
+        let dialed = s.candidates.len() == 1 && s.candidates[0].peer.is_some();
+        if idle(&s) && dialed && current.is_some() && s.connections.len() == 1 {
             assert_eq!(s.connections[0].id, current.as_ref().unwrap().id);
             return;
         }

@@ -10,7 +10,7 @@ use keys::{FolderKey, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::{NetConfig, NetEvent, NetManager};
+use crate::{Connection, NetConfig, NetEvent, NetManager};
 
 const CHILD_ENV: &str = "SWARMSYNC_NET_LAN_CHILD";
 
@@ -159,18 +159,23 @@ fn connected_line(out: &Output) -> Vec<String> {
 
 /// Runs two nodes (IPv4 broadcast or IPv6 multicast only) in fresh namespaces
 /// and returns what each printed on connecting.
-fn run_pair(test: &str, family: &str, subnet: u8) -> Option<(Vec<String>, Vec<String>)> {
+fn run_pair(
+    test: &str,
+    family: &str,
+    subnet: u8,
+    same_ns: bool,
+) -> Option<(Vec<String>, Vec<String>)> {
     if let Some(why) = unsupported() {
         eprintln!("SKIPPED {test}: {why}");
         return None;
     }
-    let prefix = format!("swn{}{family}", std::process::id());
+    let prefix = format!("swn{}{family}{subnet}", std::process::id());
     let ns = Netns::create(&prefix, subnet).unwrap();
     let key = rw_key();
     let (pa, pb) = peer_ids();
     let secret = key.to_string();
     let a = spawn_child(&ns.names[0], family, &secret, pa, pb);
-    let b = spawn_child(&ns.names[1], family, &secret, pb, pa);
+    let b = spawn_child(&ns.names[usize::from(!same_ns)], family, &secret, pb, pa);
     let (oa, ob) = (a.wait(LIMIT * 2), b.wait(LIMIT * 2));
     drop(ns);
     assert!(
@@ -194,7 +199,7 @@ fn run_pair(test: &str, family: &str, subnet: u8) -> Option<(Vec<String>, Vec<St
 
 #[test]
 fn lan_broadcast_connects_across_namespaces() {
-    if let Some((a, b)) = run_pair("lan_broadcast_connects_across_namespaces", "v4", 7) {
+    if let Some((a, b)) = run_pair("lan_broadcast_connects_across_namespaces", "v4", 7, false) {
         assert!(
             a[2].starts_with("10.231.7.") && b[2].starts_with("10.231.7."),
             "{a:?} {b:?}"
@@ -204,9 +209,26 @@ fn lan_broadcast_connects_across_namespaces() {
 
 #[test]
 fn lan_multicast_v6_connects_across_namespaces() {
-    if let Some((a, b)) = run_pair("lan_multicast_v6_connects_across_namespaces", "v6", 8) {
+    if let Some((a, b)) = run_pair(
+        "lan_multicast_v6_connects_across_namespaces",
+        "v6",
+        8,
+        false,
+    ) {
         assert!(
             a[2].starts_with("[fe80::") && b[2].starts_with("[fe80::"),
+            "{a:?} {b:?}"
+        );
+    }
+}
+
+/// Two instances on one host share the discovery port (`SO_REUSEPORT`) and
+/// still find each other.
+#[test]
+fn lan_instances_on_one_host_share_the_port() {
+    if let Some((a, b)) = run_pair("lan_instances_on_one_host_share_the_port", "v4", 9, true) {
+        assert!(
+            a[2].starts_with("10.231.9.1:") && b[2].starts_with("10.231.9.1:"),
             "{a:?} {b:?}"
         );
     }
@@ -247,45 +269,48 @@ async fn lan_child() {
         manager.add_discovery(Box::new(lan));
     }
     let (handle, mut events) = manager.start(vec![creds(&key)]);
-    // Take connections until none is in flight (both may dial at once).
-    let mut current = None;
-    for _ in 0..3000 {
-        while let Some(NetEvent::Connected(c)) = events.try_recv() {
-            assert_eq!(c.peer, other);
-            current = Some(c);
+    // Both may dial at once: a channel we hold may be closed by the peer when
+    // a better one arrives, so on failure take the next (replacing) one. Only
+    // a channel both sides hold can carry the exchange.
+    let mut current: Option<Connection> = None;
+    for attempt in 0..20 {
+        let c = match tokio::time::timeout(LIMIT, events.recv()).await {
+            Ok(Some(NetEvent::Connected(c))) => c,
+            other => panic!("no connection (attempt {attempt}): {other:?}"),
+        };
+        assert_eq!(c.peer, other);
+        let c = current.insert(c);
+        if exchange(c, me, other).await.is_ok() {
+            let hash: String = c
+                .stream
+                .session()
+                .info()
+                .transcript_hash
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            println!("LAN-CONNECTED {} {hash} {}", c.source, c.remote);
+            // Wait for the peer's authenticated close (after its exchange).
+            let mut rest = Vec::new();
+            tokio::time::timeout(LIMIT, c.stream.read_to_end(&mut rest))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(rest.is_empty());
+            handle.shutdown();
+            return;
         }
-        let s = handle.status().await.unwrap();
-        if idle(&s) && current.is_some() && s.connections.len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut c = current.expect("connected through LAN discovery");
-    let hash: String = c
-        .stream
-        .session()
-        .info()
-        .transcript_hash
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    println!("LAN-CONNECTED {} {hash} {}", c.source, c.remote);
-    // Bytes both ways, then an authenticated close both ways.
+    panic!("no channel carried the exchange");
+}
+
+/// Hello both ways, then our authenticated close.
+async fn exchange(c: &mut Connection, me: PeerId, other: PeerId) -> std::io::Result<()> {
     let msg = format!("hello from {me}");
-    c.stream.write_all(msg.as_bytes()).await.unwrap();
-    c.stream.flush().await.unwrap();
+    c.stream.write_all(msg.as_bytes()).await?;
+    c.stream.flush().await?;
     let mut got = vec![0u8; msg.len()];
-    tokio::time::timeout(LIMIT, c.stream.read_exact(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(LIMIT, c.stream.read_exact(&mut got)).await??;
     assert_eq!(got, format!("hello from {other}").into_bytes());
-    c.stream.shutdown().await.unwrap();
-    let mut rest = Vec::new();
-    tokio::time::timeout(LIMIT, c.stream.read_to_end(&mut rest))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(rest.is_empty());
-    handle.shutdown();
+    c.stream.shutdown().await
 }

@@ -317,6 +317,13 @@ mod tests {
             Announcement::decode(b"XXXX\x01"),
             Err(LanDecodeError::BadMagic)
         );
+        // Unknown flag bits are ignored (found by the fuzzer as a bad
+        // invariant of the target, kept as a regression test).
+        let mut v = good.clone();
+        v[5] = 0xe9;
+        assert!(Announcement::decode(&v).unwrap().query);
+        v[5] = 0xc8;
+        assert!(!Announcement::decode(&v).unwrap().query);
         let mut v = good.clone();
         v[4] = 2;
         assert_eq!(
