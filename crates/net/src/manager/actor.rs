@@ -30,6 +30,9 @@ const MAX_DIALS: usize = 32;
 const MAX_CANDIDATES: usize = 4096;
 /// A failing candidate that no source has mentioned for this long is dropped.
 const CANDIDATE_TTL: Duration = Duration::from_secs(15 * 60);
+/// A channel that ends sooner than this counts as a failure of its peer, so a
+/// peer that accepts and then drops us is not redialed every second.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// How long we try to send an authenticated close on a duplicate channel.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Slack over connect + handshake timeouts before a dial task is abandoned.
@@ -80,6 +83,7 @@ struct Live {
     access: Access,
     dialed: bool,
     since: SystemTime,
+    established: Instant,
 }
 
 struct Cand {
@@ -103,6 +107,8 @@ struct Actor {
     serving: watch::Sender<Option<ChannelConfig>>,
     discoveries: Vec<Box<dyn Discovery>>,
     live: HashMap<(FolderId, PeerId), Live>,
+    /// Channels in a row per peer that ended before [`STABLE_AFTER`].
+    short_lived: HashMap<(FolderId, PeerId), u32>,
     cands: HashMap<(FolderId, SocketAddr), Cand>,
     self_addrs: HashSet<SocketAddr>,
     dialing: usize,
@@ -154,6 +160,7 @@ pub(super) async fn run(
         serving,
         discoveries,
         live: HashMap::new(),
+        short_lived: HashMap::new(),
         cands: HashMap::new(),
         self_addrs: HashSet::new(),
         dialing: 0,
@@ -510,6 +517,7 @@ impl Actor {
                 access,
                 dialed,
                 since: SystemTime::now(),
+                established: Instant::now(),
             },
         );
         let conn = Connection {
@@ -537,10 +545,24 @@ impl Actor {
         if self.live.get(&key).is_none_or(|l| l.id != id) {
             return; // stale: replaced or already reported
         }
-        self.live.remove(&key);
-        tracing::info!(folder = %id.folder, peer = %id.peer, "disconnected");
-        let retry =
-            Instant::now() + jittered_delay(self.config.backoff_min, self.config.backoff_max, 1);
+        let Some(live) = self.live.remove(&key) else {
+            return;
+        };
+        let flaps = if live.established.elapsed() < STABLE_AFTER {
+            let n = self.short_lived.entry(key).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        } else {
+            self.short_lived.remove(&key);
+            0
+        };
+        tracing::info!(folder = %id.folder, peer = %id.peer, flaps, "disconnected");
+        let delay = jittered_delay(
+            self.config.backoff_min,
+            self.config.backoff_max,
+            flaps.saturating_add(1),
+        );
+        let retry = Instant::now() + delay;
         for ((folder, _), c) in &mut self.cands {
             if *folder == id.folder && c.peer == Some(id.peer) {
                 c.next_attempt = c.next_attempt.max(retry);
