@@ -81,7 +81,8 @@ pub enum NetError {
         #[source]
         source: io::Error,
     },
-    /// The LAN discovery sockets could not be set up.
+    /// The LAN discovery sockets could not be set up (logged, not returned, by
+    /// [`crate::NetManager::bind`]).
     #[error("cannot start LAN discovery on UDP port {port}: {source}")]
     Lan {
         /// The discovery port.

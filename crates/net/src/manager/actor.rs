@@ -616,6 +616,7 @@ impl Actor {
             candidates,
             dialing: self.dialing,
             handshaking: self.handshaking.load(Ordering::SeqCst),
+            discovery: self.discoveries.iter().map(|d| d.name()).collect(),
         }
     }
 }

@@ -179,6 +179,8 @@ pub struct NetStatus {
     pub dialing: usize,
     /// Handshakes of accepted connections in progress (or not yet reported).
     pub handshaking: usize,
+    /// Names of the active discovery sources ("lan", "known", …).
+    pub discovery: Vec<&'static str>,
 }
 
 enum Command {
@@ -267,7 +269,9 @@ impl std::fmt::Debug for NetManager {
 impl NetManager {
     /// Checks the configuration, binds the TCP listener and (unless
     /// `config.lan` is off) the LAN discovery sockets. Call inside a tokio
-    /// runtime. A malformed known host is [`NetError::KnownHost`] (bad input).
+    /// runtime. A malformed known host is [`NetError::KnownHost`] (bad input);
+    /// a TCP port that cannot be bound is [`NetError::Listen`]. LAN sockets that
+    /// cannot be bound only log a warning (see [`NetStatus::discovery`]).
     pub fn bind(config: NetConfig, peer: PeerId) -> Result<Self, NetError> {
         let known = KnownHosts::parse(&config.known_hosts, config.resolve_interval)?;
         let listener = tcp::bind(config.listen).map_err(|source| NetError::Listen {
@@ -292,12 +296,19 @@ impl NetManager {
                 interval: config.lan_interval,
                 ipv4,
                 ipv6,
-            })
-            .map_err(|source| NetError::Lan {
-                port: config.lan_port,
-                source,
-            })?;
-            discoveries.push(Box::new(lan));
+            });
+            // Not fatal: another program may hold the port without
+            // SO_REUSEPORT; known hosts still work. `status` shows the sources.
+            match lan {
+                Ok(lan) => discoveries.push(Box::new(lan)),
+                Err(source) => {
+                    let e = NetError::Lan {
+                        port: config.lan_port,
+                        source,
+                    };
+                    tracing::warn!(error = %e, "continuing without LAN discovery");
+                }
+            }
         }
         if !known.is_empty() {
             discoveries.push(Box::new(known));

@@ -39,6 +39,8 @@ async fn known_host_connects_once_with_access_levels() {
     );
     assert_eq!(sa.connections.len(), 1);
     assert_eq!(sb.connections.len(), 1);
+    assert_eq!(sa.discovery, ["known"]);
+    assert!(sb.discovery.is_empty(), "no LAN in loopback tests");
     assert_eq!(sa.connections[0].id, ca.id);
     let cand = &sa.candidates[0];
     assert_eq!(
