@@ -14,6 +14,7 @@
 //!   rejects us (wrong key, failed authentication) starts from a longer delay.
 //!   Our own address ("connected to self") is never dialed again.
 
+// Invariants and flows: STATE.md beside this file.
 mod actor;
 
 use std::net::SocketAddr;
