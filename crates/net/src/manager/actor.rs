@@ -19,7 +19,7 @@ use super::{
     CandidateStatus, Command, Connection, ConnectionId, ConnectionStatus, FailureKind, NetEvent,
     NetManager, NetStatus, Rank,
 };
-use crate::backoff::jittered_delay;
+use crate::backoff::{jitter, jittered_delay};
 use crate::config::NetConfig;
 use crate::discovery::{Candidate, Discovery};
 use crate::tcp;
@@ -28,6 +28,10 @@ use crate::tcp;
 const MAX_DIALS: usize = 32;
 /// Candidate records kept; new addresses past this are ignored.
 const MAX_CANDIDATES: usize = 4096;
+/// A new candidate whose announced peer id is lower than ours waits this long
+/// before its first dial: that peer dials us too, and its channel would win
+/// (see `Rank`), so ours would only cost a second handshake.
+const DEFER_TO_LOWER: Duration = Duration::from_secs(2);
 /// A failing candidate that no source has mentioned for this long is dropped.
 const CANDIDATE_TTL: Duration = Duration::from_secs(15 * 60);
 /// A channel that ends sooner than this counts as a failure of its peer, so a
@@ -338,6 +342,11 @@ impl Actor {
                 cand.last_seen = Instant::now();
             }
             None if len < MAX_CANDIDATES => {
+                let first_attempt = if c.peer.is_some_and(|p| p < self.me) {
+                    Instant::now() + jitter(DEFER_TO_LOWER, 0.25)
+                } else {
+                    Instant::now()
+                };
                 tracing::debug!(folder = %c.folder, addr = %c.addr, source = c.source, "new candidate");
                 self.cands.insert(
                     (c.folder, c.addr),
@@ -350,7 +359,7 @@ impl Actor {
                         last_error: None,
                         last_failure: None,
                         backoff: None,
-                        next_attempt: Instant::now(),
+                        next_attempt: first_attempt,
                         last_seen: Instant::now(),
                     },
                 );
