@@ -17,7 +17,11 @@ fn swarmsync(args: &[&str]) -> Output {
 
 fn json(args: &[&str]) -> serde_json::Value {
     let out = swarmsync(args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("valid JSON")
 }
 
@@ -36,7 +40,10 @@ fn key_new_gives_different_valid_secrets() {
     let text = swarmsync(&["key", "new"]);
     assert!(text.status.success());
     let stdout = String::from_utf8(text.stdout).unwrap();
-    assert!(stdout.contains("read-write:") && stdout.contains("folder id:"), "{stdout}");
+    assert!(
+        stdout.contains("read-write:") && stdout.contains("folder id:"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -65,12 +72,21 @@ fn key_info_shows_exactly_what_each_key_grants() {
     let text = swarmsync(&["key", "info", ENC]);
     let stdout = String::from_utf8(text.stdout).unwrap();
     assert!(stdout.contains("kind:        encrypted"), "{stdout}");
-    assert!(!stdout.contains("read-only:") && !stdout.contains("read-write:"), "{stdout}");
+    assert!(
+        !stdout.contains("read-only:") && !stdout.contains("read-write:"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn bad_keys_exit_2_with_one_line() {
-    for bad in ["", "XAAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQT", "AAAA", "AAAAQEAYEAUDAOCAJBIFQYDIOB4IBCE0T", "ñ"] {
+    for bad in [
+        "",
+        "XAAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQT",
+        "AAAA",
+        "AAAAQEAYEAUDAOCAJBIFQYDIOB4IBCE0T",
+        "ñ",
+    ] {
         let out = swarmsync(&["key", "info", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         assert!(out.stdout.is_empty());

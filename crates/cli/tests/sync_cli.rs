@@ -34,19 +34,46 @@ fn first_run_creates_and_prints_a_secret_later_runs_reuse_it() {
     assert_ne!(same.status.code(), Some(2));
 
     let other = "AAAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQT";
-    let refused = swarmsync(&["sync".as_ref(), dir_arg, "--secret".as_ref(), other.as_ref()]);
+    let refused = swarmsync(&[
+        "sync".as_ref(),
+        dir_arg,
+        "--secret".as_ref(),
+        other.as_ref(),
+    ]);
     assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8(refused.stderr).unwrap().contains("another secret"));
-    assert_eq!(std::fs::read_to_string(dir.join(".sync/secret")).unwrap().trim(), rw);
+    assert!(
+        String::from_utf8(refused.stderr)
+            .unwrap()
+            .contains("another secret")
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".sync/secret"))
+            .unwrap()
+            .trim(),
+        rw
+    );
 }
 
 #[test]
 fn bad_secret_and_file_as_dir_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = swarmsync(&["sync".as_ref(), tmp.path().as_os_str(), "--secret".as_ref(), "Bnope".as_ref()]);
+    let out = swarmsync(&[
+        "sync".as_ref(),
+        tmp.path().as_os_str(),
+        "--secret".as_ref(),
+        "Bnope".as_ref(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(!tmp.path().join(".sync").exists(), "nothing written for a bad key");
+    assert!(
+        !tmp.path().join(".sync").exists(),
+        "nothing written for a bad key"
+    );
     let file = tmp.path().join("f");
     std::fs::write(&file, "x").unwrap();
-    assert_eq!(swarmsync(&["sync".as_ref(), file.as_os_str()]).status.code(), Some(2));
+    assert_eq!(
+        swarmsync(&["sync".as_ref(), file.as_os_str()])
+            .status
+            .code(),
+        Some(2)
+    );
 }

@@ -42,7 +42,9 @@ pub enum StateError {
     #[error("{0} is not a directory")]
     NotADirectory(PathBuf),
     /// The stored secret does not parse.
-    #[error("the stored secret in {path} is damaged ({source}); restore it from another device with `--secret`")]
+    #[error(
+        "the stored secret in {path} is damaged ({source}); restore it from another device with `--secret`"
+    )]
     CorruptSecret {
         /// The secret file.
         path: PathBuf,
@@ -67,7 +69,9 @@ pub enum StateError {
         path: PathBuf,
     },
     /// A key of lower access than the stored one was given for the same folder.
-    #[error("this folder already holds a {stored} key; the given {given} key would lower its access")]
+    #[error(
+        "this folder already holds a {stored} key; the given {given} key would lower its access"
+    )]
     Downgrade {
         /// Access of the stored key.
         stored: Access,
@@ -157,15 +161,27 @@ impl StateDir {
             }
         };
         let peer_id = load_or_create_peer_id(&path.join(PEER_ID_FILE))?;
-        Ok((Self { path: path.to_owned(), key, peer_id }, origin))
+        Ok((
+            Self {
+                path: path.to_owned(),
+                key,
+                peer_id,
+            },
+            origin,
+        ))
     }
 
     /// Opens an existing state directory without creating anything.
     pub fn open_existing(path: &Path) -> Result<Self, StateError> {
         let secret_path = path.join(SECRET_FILE);
-        let key = read_secret(&secret_path)?.ok_or_else(|| StateError::NoSecret(path.to_owned()))?;
+        let key =
+            read_secret(&secret_path)?.ok_or_else(|| StateError::NoSecret(path.to_owned()))?;
         let peer_id = load_or_create_peer_id(&path.join(PEER_ID_FILE))?;
-        Ok(Self { path: path.to_owned(), key, peer_id })
+        Ok(Self {
+            path: path.to_owned(),
+            key,
+            peer_id,
+        })
     }
 
     /// The state directory.
@@ -200,7 +216,11 @@ fn create_dir(path: &Path) -> Result<(), StateError> {
                 source,
             })
         }
-        Err(source) => Err(StateError::Io { action: "reading", path: path.to_owned(), source }),
+        Err(source) => Err(StateError::Io {
+            action: "reading",
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -209,15 +229,24 @@ fn read_secret(path: &Path) -> Result<Option<FolderKey>, StateError> {
         Ok(text) => text
             .parse()
             .map(Some)
-            .map_err(|source| StateError::CorruptSecret { path: path.to_owned(), source }),
+            .map_err(|source| StateError::CorruptSecret {
+                path: path.to_owned(),
+                source,
+            }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(StateError::Io { action: "reading", path: path.to_owned(), source }),
+        Err(source) => Err(StateError::Io {
+            action: "reading",
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
 fn load_or_create_peer_id(path: &Path) -> Result<PeerId, StateError> {
     match fs::read_to_string(path) {
-        Ok(text) => text.parse().map_err(|_| StateError::CorruptPeerId(path.to_owned())),
+        Ok(text) => text
+            .parse()
+            .map_err(|_| StateError::CorruptPeerId(path.to_owned())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let id = PeerId::generate().map_err(|e| StateError::Io {
                 action: "generating a peer id for",
@@ -227,7 +256,11 @@ fn load_or_create_peer_id(path: &Path) -> Result<PeerId, StateError> {
             write_private(path, id.to_string().as_bytes())?;
             Ok(id)
         }
-        Err(source) => Err(StateError::Io { action: "reading", path: path.to_owned(), source }),
+        Err(source) => Err(StateError::Io {
+            action: "reading",
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -235,7 +268,11 @@ fn load_or_create_peer_id(path: &Path) -> Result<PeerId, StateError> {
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), StateError> {
     let io_err = |action, path: &Path| {
         let path = path.to_owned();
-        move |source| StateError::Io { action, path, source }
+        move |source| StateError::Io {
+            action,
+            path,
+            source,
+        }
     };
     let tmp = path.with_extension("tmp");
     let mut options = OpenOptions::new();
@@ -250,7 +287,9 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), StateError> {
     fs::rename(&tmp, path).map_err(io_err("renaming into place", path))?;
     if let Some(dir) = path.parent() {
         // The rename is durable only once the directory is.
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("syncing", dir))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("syncing", dir))?;
     }
     Ok(())
 }
@@ -278,7 +317,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(state.join(SECRET_FILE)).unwrap().permissions().mode();
+            let mode = fs::metadata(state.join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -4,6 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::Context;
+use daemon::SyncOptions;
 use daemon::state::{SecretOrigin, StateDir, StateError};
 use keys::FolderKey;
 
@@ -19,12 +20,45 @@ pub(crate) fn run(args: &SyncArgs) -> Result<(), Failure> {
         .context("--secret")
         .bad_input()?;
     let state = open_folder(&args.dir, args.state.as_deref(), given)?;
-    Err(Failure::Runtime(anyhow::anyhow!(
-        "{} is set up (folder id {}, {} key), but syncing with peers is not built yet",
+    let root = fs::canonicalize(&args.dir)
+        .with_context(|| format!("resolving {}", args.dir.display()))
+        .runtime()?;
+    let mut options = SyncOptions::new(root);
+    if let Some(listen) = args.listen {
+        options.net.listen = listen;
+    }
+    options.net.known_hosts.clone_from(&args.known_hosts);
+    options.net.lan = !args.no_lan;
+    eprintln!(
+        "Syncing {} (folder {}, {} key). Stop with Ctrl-C.",
         args.dir.display(),
         state.key().folder_id(),
-        state.key().access(),
-    )))
+        state.key().access()
+    );
+    daemon::run(options, &state, stop_signal()).map_err(|e| {
+        if e.is_bad_input() {
+            Failure::BadInput(e.into())
+        } else {
+            Failure::Runtime(e.into())
+        }
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("stopping");
 }
 
 /// Creates `dir` if needed and opens its state, telling the user about a new or
@@ -36,7 +70,10 @@ pub(crate) fn open_folder(
 ) -> Result<StateDir, Failure> {
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => {
-            return Err(Failure::BadInput(anyhow::anyhow!("{} is not a directory", dir.display())));
+            return Err(Failure::BadInput(anyhow::anyhow!(
+                "{} is not a directory",
+                dir.display()
+            )));
         }
         Ok(_) => {}
         Err(_) => fs::create_dir_all(dir)
@@ -58,7 +95,10 @@ pub(crate) fn open_folder(
             if let Some(ro) = key.ro_key() {
                 println!("read-only:   {ro}   (for those who may only read)");
             }
-            println!("It is stored in {}; later runs need no --secret.", state.path().display());
+            println!(
+                "It is stored in {}; later runs need no --secret.",
+                state.path().display()
+            );
         }
         SecretOrigin::Upgraded => {
             eprintln!("note: the folder now holds a {} key", state.key().access());

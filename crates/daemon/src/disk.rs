@@ -1,0 +1,298 @@
+//! Carrying out the engine's plan on disk: temporaries, atomic replacement,
+//! the archive, and reading blocks back.
+//!
+//! A received file is written to `.sync-tmp-<hash>-<name>` beside its target (the
+//! same file system, so the final rename is atomic), fsynced, then renamed over the
+//! target, and the directory fsynced: a crash leaves the old file or the new one,
+//! never a torn one. Leftover temporaries are removed at start
+//! ([`remove_stale_temporaries`]). Whatever a change replaces or deletes is first
+//! moved to `.sync/Archive/`, keeping its relative path, with the time appended
+//! to its name (`report~20261201-130500.pdf`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use index::LocalStat;
+use record::{FileRecord, RelPath, STATE_DIR, TEMP_PREFIX, Timestamp};
+
+/// The archive directory inside the folder's `.sync/`.
+pub const ARCHIVE_DIR: &str = "Archive";
+
+/// A folder on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct Disk {
+    root: PathBuf,
+}
+
+impl Disk {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The absolute path of `rel`.
+    pub(crate) fn path(&self, rel: &RelPath) -> PathBuf {
+        rel.components().fold(self.root.clone(), |p, c| p.join(c))
+    }
+
+    /// The temporary that collects the version `hash` of `rel`.
+    pub(crate) fn temp_path(&self, rel: &RelPath, hash: &[u8; 32]) -> PathBuf {
+        let target = self.path(rel);
+        let tag = data_encoding::HEXLOWER.encode(hash.get(..8).unwrap_or_default());
+        // Keep the whole name within the usual 255-byte limit.
+        let name: String = rel.file_name().chars().take(200).collect();
+        target.with_file_name(format!("{TEMP_PREFIX}{tag}-{name}"))
+    }
+
+    /// Opens (creating it and its directory) the temporary of a version.
+    pub(crate) fn open_temp(&self, rel: &RelPath, hash: &[u8; 32]) -> io::Result<File> {
+        let temp = self.temp_path(rel, hash);
+        if let Some(dir) = temp.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(temp)
+    }
+
+    /// Writes `data` at `offset` of the temporary of a version.
+    pub(crate) fn write_block(
+        &self,
+        rel: &RelPath,
+        hash: &[u8; 32],
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<()> {
+        self.open_temp(rel, hash)?.write_all_at(data, offset)
+    }
+
+    /// Reads `size` bytes at `offset` of `rel` and returns them if their BLAKE3 is
+    /// `hash`: a block found through the index is used only once it is verified.
+    pub(crate) fn read_block(
+        &self,
+        rel: &RelPath,
+        offset: u64,
+        size: u32,
+        hash: &[u8; 32],
+    ) -> Option<Vec<u8>> {
+        let mut file = File::open(self.path(rel)).ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        let mut data = vec![0; usize::try_from(size).ok()?];
+        file.read_exact(&mut data).ok()?;
+        (blake3::hash(&data).as_bytes() == hash).then_some(data)
+    }
+
+    /// Moves the complete temporary of `record` into place: fsync, archive what
+    /// is there, rename, set time and mode, fsync the directory.
+    pub(crate) fn finalize(&self, record: &FileRecord) -> io::Result<LocalStat> {
+        let temp_path = self.temp_path(&record.path, &record.hash);
+        let temp = self.open_temp(&record.path, &record.hash)?;
+        if temp.metadata()?.len() != record.size {
+            temp.set_len(record.size)?;
+        }
+        temp.sync_all()?;
+        drop(temp);
+        let target = self.path(&record.path);
+        self.archive_existing(&record.path)?;
+        fs::rename(&temp_path, &target)?;
+        apply_metadata(&target, record)?;
+        sync_parent(&target)?;
+        local_stat(&target)
+    }
+
+    /// Sets time and mode of what is at `record.path` to the record's.
+    pub(crate) fn update_metadata(&self, record: &FileRecord) -> io::Result<Option<LocalStat>> {
+        let target = self.path(&record.path);
+        if record.kind == record::FileKind::File {
+            apply_metadata(&target, record)?;
+            return local_stat(&target).map(Some);
+        }
+        if record.kind == record::FileKind::Directory {
+            fs::set_permissions(&target, fs::Permissions::from_mode(dir_mode(record.mode)))?;
+        }
+        Ok(None)
+    }
+
+    /// Creates the directory of `record` (and its parents).
+    pub(crate) fn create_dir(&self, record: &FileRecord) -> io::Result<()> {
+        let target = self.path(&record.path);
+        if fs::symlink_metadata(&target).is_ok_and(|m| !m.is_dir()) {
+            self.archive_existing(&record.path)?;
+        }
+        fs::create_dir_all(&target)?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(dir_mode(record.mode)))
+    }
+
+    /// Creates the symlink of `record`, archiving what was there.
+    pub(crate) fn create_symlink(&self, record: &FileRecord, target: &str) -> io::Result<()> {
+        let link = self.path(&record.path);
+        if let Some(dir) = link.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        self.archive_existing(&record.path)?;
+        std::os::unix::fs::symlink(target, &link)?;
+        sync_parent(&link)
+    }
+
+    /// Deletes what is at `rel`: a file or link goes to the archive, a directory is
+    /// removed if empty (a directory with content left in it is an error: nothing
+    /// is deleted that the deletion did not cover).
+    pub(crate) fn delete(&self, rel: &RelPath) -> io::Result<()> {
+        let target = self.path(rel);
+        match fs::symlink_metadata(&target) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+            Ok(meta) if meta.is_dir() => {
+                // Temporaries of ours do not keep a directory alive.
+                for entry in fs::read_dir(&target)? {
+                    let entry = entry?;
+                    if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                        fs::remove_file(entry.path())?;
+                    }
+                }
+                fs::remove_dir(&target)?;
+                sync_parent(&target)
+            }
+            Ok(_) => {
+                self.archive_existing(rel)?;
+                sync_parent(&target)
+            }
+        }
+    }
+
+    /// Moves `rel` to `to` within the folder (a conflict copy), never over
+    /// anything: if `to` is taken, `rel` goes to the archive instead.
+    pub(crate) fn move_aside(&self, rel: &RelPath, to: &RelPath) -> io::Result<bool> {
+        let from = self.path(rel);
+        let dest = self.path(to);
+        if fs::symlink_metadata(&dest).is_ok() {
+            self.archive_existing(rel)?;
+            return Ok(false);
+        }
+        fs::rename(&from, &dest)?;
+        sync_parent(&dest)?;
+        Ok(true)
+    }
+
+    /// Moves what is at `rel` (a file or symlink) into the archive. A directory is
+    /// left alone. Nothing there: nothing to do.
+    pub(crate) fn archive_existing(&self, rel: &RelPath) -> io::Result<()> {
+        let source = self.path(rel);
+        match fs::symlink_metadata(&source) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => {}
+        }
+        let dest = self.archive_path(rel, SystemTime::now());
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::rename(&source, &dest)
+    }
+
+    /// Where `rel` goes in the archive at `when`: `.sync/Archive/dir/name~YYYYMMDD-HHMMSS.ext`.
+    pub(crate) fn archive_path(&self, rel: &RelPath, when: SystemTime) -> PathBuf {
+        let stamp = record::conflict_name("x", Timestamp::from_system(when), keys::ShortId(0));
+        // conflict_name gives "x.sync-conflict-YYYYMMDD-HHMMSS-…": reuse its clock.
+        let time = stamp
+            .split('-')
+            .skip(2)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("-");
+        let name = rel.file_name();
+        let (stem, ext) = match name.rfind('.') {
+            Some(i) if i > 0 => name.split_at(i),
+            _ => (name, ""),
+        };
+        let mut dir = self.root.join(STATE_DIR).join(ARCHIVE_DIR);
+        if let Some(parent) = rel.parent() {
+            for c in parent.components() {
+                dir.push(c);
+            }
+        }
+        let mut candidate = dir.join(format!("{stem}~{time}{ext}"));
+        let mut n = 1;
+        while candidate.exists() {
+            candidate = dir.join(format!("{stem}~{time}-{n}{ext}"));
+            n += 1;
+        }
+        candidate
+    }
+}
+
+/// Removes temporaries left by an earlier run (a crash or a kill), anywhere in
+/// the folder but `.sync/`. Returns how many.
+pub(crate) fn remove_stale_temporaries(root: &Path) -> usize {
+    let mut removed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if dir == root && name == STATE_DIR {
+                    continue;
+                }
+                stack.push(entry.path());
+            } else if name.to_string_lossy().starts_with(TEMP_PREFIX)
+                && fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// What the index remembers of a file on disk, to know it unchanged later.
+pub(crate) fn local_stat(path: &Path) -> io::Result<LocalStat> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path)?;
+    Ok(LocalStat {
+        size: meta.len(),
+        modified: Timestamp::from_system(meta.modified()?),
+        inode: meta.ino(),
+    })
+}
+
+fn apply_metadata(path: &Path, record: &FileRecord) -> io::Result<()> {
+    // Owners may set times through a read-only descriptor (futimens), so this
+    // works on files whose mode forbids writing.
+    let file = File::open(path)?;
+    if let Some(time) = record.modified.to_system() {
+        file.set_modified(time)?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(record.mode & 0o7777))
+}
+
+/// A directory must stay enterable by its owner whatever a peer says.
+fn dir_mode(mode: u32) -> u32 {
+    (mode & 0o7777) | 0o700
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}

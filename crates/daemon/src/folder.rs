@@ -1,0 +1,597 @@
+//! The folder task: one thread per folder that owns its index and its engine,
+//! and carries out the engine's plan on disk and on the peers' connections.
+//!
+//! Everything that touches the folder's state goes through this thread's event
+//! queue ([`FolderEvent`]), in order: peers' messages, their arrival and
+//! departure, the watcher's changed paths, ticks. After each event the engine
+//! is polled until it has nothing more to do, and peers are sent whatever the
+//! index gained since they were last told.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use engine::decide::LoserFate;
+use engine::folder::{Action, Folder, FolderConfig, LocalEntry};
+use engine::schedule::{Arrival, Request as BlockRequest, ScheduleConfig};
+use index::{Index, LocalStat, Update};
+use keys::{Access, FolderKey, PeerId};
+use record::{FileKind, FileRecord, RelPath, SignedRecord};
+use scan::ScanOptions;
+use tokio::sync::mpsc;
+use wire::{
+    Block, BlockHint, FolderState, Hello, IndexBatch, IndexEntry, Message, ResponseError, Text,
+};
+
+use crate::DaemonError;
+use crate::disk::{Disk, local_stat};
+use crate::peer::PeerLink;
+
+/// Most bytes of responses waiting unsent to one peer before we answer "busy".
+const MAX_QUEUED_BYTES: u64 = 64 << 20;
+/// Payload bytes of one index batch: small enough not to hold up responses.
+const INDEX_BATCH_BYTES: usize = 1 << 20;
+
+/// Something for the folder task to handle.
+#[derive(Debug)]
+pub(crate) enum FolderEvent {
+    /// A peer's channel is up.
+    PeerUp {
+        /// Who.
+        peer: PeerId,
+        /// How to reach it.
+        link: PeerLink,
+    },
+    /// A message from a peer.
+    Message {
+        /// Who sent it.
+        peer: PeerId,
+        /// What.
+        message: Message,
+    },
+    /// A peer's channel ended.
+    PeerDown {
+        /// Who.
+        peer: PeerId,
+    },
+    /// The watcher saw these paths change.
+    LocalChange(Vec<RelPath>),
+    /// Scan the whole folder.
+    Rescan,
+    /// Time passes: retry timeouts.
+    Tick,
+    /// Stop.
+    Shutdown,
+}
+
+struct Peer {
+    link: PeerLink,
+    /// The last sequence of our index this peer was sent.
+    sent: u64,
+}
+
+/// The state of one folder's thread.
+pub(crate) struct FolderTask {
+    disk: Disk,
+    index: Index,
+    engine: Folder,
+    scan: ScanOptions,
+    me: PeerId,
+    access: Access,
+    peers: HashMap<PeerId, Peer>,
+    requests: HashMap<u32, BlockRequest>,
+    next_request: u32,
+    software: String,
+}
+
+fn lookup(index: &Index, path: &RelPath) -> Option<LocalEntry> {
+    match index.get(path) {
+        Ok(entry) => entry.map(|e| LocalEntry {
+            record: e.record,
+            local_only: e.local_only,
+        }),
+        Err(e) => {
+            tracing::error!(%path, error = %e, "index read failed");
+            None
+        }
+    }
+}
+
+impl FolderTask {
+    pub(crate) fn open(
+        root: PathBuf,
+        index_path: &std::path::Path,
+        key: &FolderKey,
+        me: PeerId,
+    ) -> Result<Self, DaemonError> {
+        let ro_key = key.ro_key().ok_or(DaemonError::EncryptedNotSupported)?;
+        let signer = key.signing_key();
+        let index = Index::open(index_path)?;
+        let scan = ScanOptions::new(me.short(), signer.clone());
+        let engine = Folder::new(FolderConfig {
+            ro_key,
+            signer,
+            schedule: ScheduleConfig::default(),
+        });
+        let removed = crate::disk::remove_stale_temporaries(&root);
+        if removed > 0 {
+            tracing::info!(removed, "removed temporaries left by an earlier run");
+        }
+        Ok(Self {
+            disk: Disk::new(root),
+            index,
+            engine,
+            scan,
+            me,
+            access: key.access(),
+            peers: HashMap::new(),
+            requests: HashMap::new(),
+            next_request: 1,
+            software: format!("swarmsync/{}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+
+    /// Runs until [`FolderEvent::Shutdown`] or until every sender is gone.
+    pub(crate) fn run(
+        mut self,
+        mut events: mpsc::Receiver<FolderEvent>,
+    ) -> Result<(), DaemonError> {
+        self.full_scan()?;
+        while let Some(event) = events.blocking_recv() {
+            let now = Instant::now();
+            match event {
+                FolderEvent::Shutdown => break,
+                FolderEvent::PeerUp { peer, link } => self.peer_up(peer, link),
+                FolderEvent::PeerDown { peer } => self.peer_down(&peer),
+                FolderEvent::Message { peer, message } => self.handle_message(peer, message, now),
+                FolderEvent::LocalChange(paths) => self.scan_paths(&paths)?,
+                FolderEvent::Rescan => self.full_scan()?,
+                FolderEvent::Tick => self.engine.handle_timeout(now),
+            }
+            self.drive(now);
+            self.announce();
+        }
+        for peer in self.peers.values() {
+            peer.link.send(Message::Close(wire::Close::new(
+                wire::CloseCode::GoingAway,
+                "stopping",
+            )));
+        }
+        Ok(())
+    }
+
+    fn full_scan(&mut self) -> Result<(), DaemonError> {
+        let before = self.needed_sequences();
+        let summary = scan::scan_once(self.disk.root(), &mut self.index, &self.scan)?;
+        if summary.changed_anything() {
+            tracing::info!("scan: {summary}");
+        }
+        self.after_scan(before);
+        Ok(())
+    }
+
+    fn scan_paths(&mut self, paths: &[RelPath]) -> Result<(), DaemonError> {
+        let before = self.needed_sequences();
+        let summary = scan::scan_paths(self.disk.root(), &mut self.index, &self.scan, paths)?;
+        if summary.changed_anything() {
+            tracing::info!("local change: {summary}");
+        }
+        self.after_scan(before);
+        Ok(())
+    }
+
+    /// Index sequences of the paths being fetched, to tell which a scan changed.
+    fn needed_sequences(&self) -> Vec<(RelPath, Option<u64>)> {
+        self.engine
+            .needed()
+            .into_iter()
+            .map(|(path, _)| {
+                let seq = self.index.get(&path).ok().flatten().map(|e| e.sequence);
+                (path, seq)
+            })
+            .collect()
+    }
+
+    /// A local change to a path being fetched is reconsidered: the user's edit is
+    /// never overwritten by a version that did not see it.
+    fn after_scan(&mut self, before: Vec<(RelPath, Option<u64>)>) {
+        for (path, seq) in before {
+            let now_seq = self.index.get(&path).ok().flatten().map(|e| e.sequence);
+            if now_seq != seq {
+                let index = &self.index;
+                self.engine
+                    .handle_local_change(&path, &|p: &RelPath| lookup(index, p));
+            }
+        }
+    }
+
+    fn peer_up(&mut self, peer: PeerId, link: PeerLink) {
+        tracing::info!(peer = %peer, remote = %link.remote, access = %link.access, "peer connected");
+        let hello = Hello::new(
+            self.me,
+            Text::truncated(&self.software),
+            Text::truncated(""),
+        );
+        link.send(Message::Hello(hello));
+        link.send(Message::FolderState(FolderState {
+            index_id: self.index.index_id().0,
+            max_sequence: self.index.sequence(),
+            access: self.access,
+        }));
+        if link.access == Access::Encrypted {
+            // Encrypted peers must never see names or content in the clear; until
+            // encrypted storage lands they get nothing.
+            tracing::warn!(peer = %peer, "encrypted peers are not supported yet; nothing is shared with it");
+        }
+        self.engine.peer_connected(peer);
+        self.peers.insert(peer, Peer { link, sent: 0 });
+    }
+
+    fn peer_down(&mut self, peer: &PeerId) {
+        if self.peers.remove(peer).is_some() {
+            tracing::info!(peer = %peer, "peer disconnected");
+        }
+        self.requests.retain(|_, r| r.peer != *peer);
+        self.engine.peer_disconnected(peer);
+    }
+
+    fn handle_message(&mut self, peer: PeerId, message: Message, now: Instant) {
+        let Some(link) = self.peers.get(&peer).map(|p| p.link.clone()) else {
+            return;
+        };
+        if link.access == Access::Encrypted {
+            return;
+        }
+        match message {
+            Message::Index(batch) | Message::IndexUpdate(batch) => {
+                let records = batch
+                    .into_entries()
+                    .into_iter()
+                    .map(|e| {
+                        let (body, signature) = e.record.into_parts();
+                        SignedRecord::from_parts(body.to_vec(), signature)
+                    })
+                    .collect();
+                let index = &self.index;
+                let rejected = self
+                    .engine
+                    .handle_records(peer, records, &|p: &RelPath| lookup(index, p));
+                for r in rejected {
+                    tracing::warn!(peer = %r.peer, reason = %r.reason, "rejected a record");
+                }
+            }
+            Message::Request(request) => self.serve(&link, request),
+            Message::Response(response) => self.receive(peer, response, now),
+            Message::Availability(a) => {
+                if let Ok(path) = RelPath::new(a.path.as_str()) {
+                    let first = a.first_block as usize;
+                    let have = (0..first + a.bits.len())
+                        .map(|i| i >= first && a.bits.get(i - first))
+                        .collect();
+                    self.engine
+                        .handle_availability(&peer, &path, a.file_hash, have);
+                }
+            }
+            Message::Ping(ping) => {
+                link.send(Message::Pong(wire::Pong { nonce: ping.nonce }));
+            }
+            Message::FolderState(state) => {
+                tracing::debug!(peer = %peer, max_sequence = state.max_sequence, "peer's folder state");
+            }
+            _ => {}
+        }
+    }
+
+    /// Answers a block request from local files, verified before it is sent.
+    fn serve(&self, link: &PeerLink, request: wire::Request) {
+        let result = if link.queued_bytes() > MAX_QUEUED_BYTES {
+            Err(ResponseError::Busy)
+        } else if request.size == 0 || request.size > record::MAX_BLOCK_SIZE {
+            Err(ResponseError::Invalid)
+        } else {
+            self.find_block(request.hint.as_ref(), request.size, &request.hash)
+                .and_then(|data| Block::new(data).ok())
+                .ok_or(ResponseError::NotFound)
+        };
+        link.send(Message::Response(wire::Response {
+            request_id: request.request_id,
+            result,
+        }));
+    }
+
+    fn find_block(&self, hint: Option<&BlockHint>, size: u32, hash: &[u8; 32]) -> Option<Vec<u8>> {
+        if let Some(hint) = hint
+            && let Ok(path) = RelPath::new(hint.path.as_str())
+            && let Some(data) = self.disk.read_block(&path, hint.offset, size, hash)
+        {
+            return Some(data);
+        }
+        let locations = self.index.block_locations(hash, 8).unwrap_or_default();
+        locations
+            .iter()
+            .filter(|l| l.size == size)
+            .find_map(|l| self.disk.read_block(&l.path, l.offset, size, hash))
+    }
+
+    fn receive(&mut self, peer: PeerId, response: wire::Response, now: Instant) {
+        let Some(request) = self.requests.remove(&response.request_id) else {
+            return;
+        };
+        if request.peer != peer {
+            self.requests.insert(response.request_id, request);
+            return;
+        }
+        let data = match response.result {
+            Ok(block) => block.into_bytes(),
+            Err(e) => {
+                tracing::debug!(peer = %peer, path = %request.path, error = ?e, "block not served");
+                self.engine.handle_bad_block(
+                    &peer,
+                    &request.path,
+                    request.file_hash,
+                    request.index,
+                );
+                return;
+            }
+        };
+        if data.len() != request.size as usize || blake3::hash(&data).as_bytes() != &request.hash {
+            tracing::warn!(peer = %peer, path = %request.path, "a block did not match its hash");
+            self.engine
+                .handle_bad_block(&peer, &request.path, request.file_hash, request.index);
+            return;
+        }
+        let arrival =
+            self.engine
+                .handle_block(&peer, &request.path, request.file_hash, request.index, now);
+        if arrival == Arrival::Accepted
+            && let Err(e) =
+                self.disk
+                    .write_block(&request.path, &request.file_hash, request.offset, &data)
+        {
+            report_io("writing a block of", &request.path, &e);
+            self.engine.handle_apply_failed(&request.path);
+        }
+    }
+
+    /// Carries out the engine's plan until it has nothing more to do.
+    fn drive(&mut self, now: Instant) {
+        while let Some(action) = self.engine.poll_action(now) {
+            match action {
+                Action::Request(request) => self.request(request),
+                Action::FindLocalBlocks { path, record } => self.find_local_blocks(&path, &record),
+                Action::Finalize { signed, record } => self.finalize(signed, record),
+                Action::Delete { signed, record } => {
+                    let done = self.disk.delete(&record.path);
+                    self.applied(done.map(|()| None), signed, record);
+                }
+                Action::CreateDir { signed, record } => {
+                    let done = self
+                        .disk
+                        .create_dir(&record)
+                        .and_then(|()| local_stat(&self.disk.path(&record.path)).map(Some));
+                    self.applied(done, signed, record);
+                }
+                Action::CreateSymlink { signed, record } => {
+                    let done = match &record.kind {
+                        FileKind::Symlink { target } => self.disk.create_symlink(&record, target),
+                        _ => Ok(()),
+                    };
+                    let stat =
+                        done.and_then(|()| local_stat(&self.disk.path(&record.path)).map(Some));
+                    self.applied(stat, signed, record);
+                }
+                Action::UpdateMetadata { signed, record } => {
+                    let done = self.disk.update_metadata(&record);
+                    self.applied(done, signed, record);
+                }
+                Action::MoveAside { path, to } => self.move_aside(&path, &to),
+            }
+        }
+    }
+
+    fn request(&mut self, request: BlockRequest) {
+        let Some(peer) = self.peers.get(&request.peer) else {
+            self.engine.peer_disconnected(&request.peer);
+            return;
+        };
+        let id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        let hint = Text::new(request.path.as_str()).ok().map(|path| BlockHint {
+            path,
+            offset: request.offset,
+        });
+        peer.link.send(Message::Request(wire::Request {
+            request_id: id,
+            hash: request.hash,
+            size: request.size,
+            hint,
+        }));
+        self.requests.insert(id, request);
+    }
+
+    /// Copies into the new version's temporary every block some local file holds.
+    fn find_local_blocks(&mut self, path: &RelPath, record: &FileRecord) {
+        let mut present = Vec::new();
+        if let Err(e) = self.disk.open_temp(path, &record.hash) {
+            report_io("creating the temporary of", path, &e);
+            self.engine.handle_apply_failed(path);
+            return;
+        }
+        let mut offset = 0u64;
+        for (i, block) in record.blocks.iter().enumerate() {
+            let found = self.find_block(None, block.size, &block.hash);
+            if let Some(data) = found {
+                match self.disk.write_block(path, &record.hash, offset, &data) {
+                    Ok(()) => present.push(i),
+                    Err(e) => {
+                        report_io("writing a block of", path, &e);
+                        self.engine.handle_apply_failed(path);
+                        return;
+                    }
+                }
+            }
+            offset += u64::from(block.size);
+        }
+        self.engine.handle_local_blocks(path, record.hash, &present);
+    }
+
+    fn finalize(&mut self, signed: SignedRecord, record: FileRecord) {
+        // Never overwrite a local edit the index has not seen yet: rescan the path
+        // first, and let the engine reconsider if it changed.
+        if self.changed_on_disk(&record.path) {
+            let seq = |index: &Index| index.get(&record.path).ok().flatten().map(|e| e.sequence);
+            let before = seq(&self.index);
+            if let Err(e) = self.scan_paths(std::slice::from_ref(&record.path)) {
+                tracing::warn!(path = %record.path, error = %e, "rescan before replacing failed");
+                self.engine.handle_apply_failed(&record.path);
+                return;
+            }
+            if seq(&self.index) != before {
+                // A local edit: the engine has reconsidered (see `after_scan`).
+                return;
+            }
+        }
+        let done = self.disk.finalize(&record).map(Some);
+        self.applied(done, signed, record);
+    }
+
+    /// Whether what is at `path` differs from what the index last saw there.
+    fn changed_on_disk(&self, path: &RelPath) -> bool {
+        let on_disk = local_stat(&self.disk.path(path)).ok();
+        let known = self.index.get(path).ok().flatten().and_then(|e| e.local);
+        match (on_disk, known) {
+            (None, None) => false,
+            (Some(now), Some(then)) => now != then,
+            (None, Some(_)) => false,
+            (Some(_), None) => true,
+        }
+    }
+
+    fn applied(
+        &mut self,
+        done: std::io::Result<Option<LocalStat>>,
+        signed: SignedRecord,
+        record: FileRecord,
+    ) {
+        match done {
+            Ok(local) => {
+                let update = Update {
+                    record: record.clone(),
+                    signed: Some(signed),
+                    local_only: false,
+                    local,
+                };
+                if let Err(e) = self.index.put(update) {
+                    tracing::error!(path = %record.path, error = %e, "storing a record failed");
+                    self.engine.handle_apply_failed(&record.path);
+                    return;
+                }
+                tracing::debug!(path = %record.path, deleted = record.deleted, "applied");
+                let index = &self.index;
+                self.engine
+                    .handle_applied(&record, &|p: &RelPath| lookup(index, p));
+            }
+            Err(e) => {
+                report_io("applying", &record.path, &e);
+                self.engine.handle_apply_failed(&record.path);
+            }
+        }
+    }
+
+    fn move_aside(&mut self, path: &RelPath, to: &LoserFate) {
+        let moved = match to {
+            LoserFate::ConflictCopy(copy) => self
+                .disk
+                .move_aside(path, copy)
+                .map(|moved| moved.then(|| copy.clone())),
+            LoserFate::Archive | LoserFate::Nothing => {
+                self.disk.archive_existing(path).map(|()| None)
+            }
+        };
+        match moved {
+            Ok(copy) => {
+                if let Err(e) = self.index.write().and_then(|mut w| {
+                    w.remove(path)?;
+                    w.commit()
+                }) {
+                    tracing::error!(%path, error = %e, "index update failed");
+                }
+                if let Some(copy) = copy {
+                    tracing::warn!(%path, %copy, "conflict: the other version keeps the name, ours is kept beside it");
+                    if let Err(e) = self.scan_paths(std::slice::from_ref(&copy)) {
+                        tracing::warn!(path = %copy, error = %e, "indexing the conflict copy failed");
+                    }
+                }
+                let index = &self.index;
+                self.engine
+                    .handle_moved_aside(path, &|p: &RelPath| lookup(index, p));
+            }
+            Err(e) => {
+                report_io("moving aside", path, &e);
+                self.engine.handle_apply_failed(path);
+            }
+        }
+    }
+
+    /// Sends each peer what our index gained since it was last told.
+    fn announce(&mut self) {
+        let index_id = self.index.index_id().0;
+        for peer in self.peers.values_mut() {
+            if peer.link.access == Access::Encrypted || peer.sent >= self.index.sequence() {
+                continue;
+            }
+            let first = peer.sent == 0;
+            let mut batch = IndexBatch::with_limit(index_id, INDEX_BATCH_BYTES);
+            let mut batches = Vec::new();
+            for entry in self.index.announce_since(peer.sent, index::DEFAULT_BATCH) {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the index failed");
+                        break;
+                    }
+                };
+                peer.sent = peer.sent.max(entry.sequence);
+                let Some(signed) = entry.signed else { continue };
+                let (body, signature) = signed.into_parts();
+                let Ok(record) = wire::SignedRecord::new(body, signature) else {
+                    continue;
+                };
+                let entry = IndexEntry {
+                    sequence: entry.sequence,
+                    record,
+                };
+                if let Err(wire::PushError::Full(entry)) = batch.push(entry) {
+                    batches.push(std::mem::replace(
+                        &mut batch,
+                        IndexBatch::with_limit(index_id, INDEX_BATCH_BYTES),
+                    ));
+                    let _ = batch.push(entry);
+                }
+            }
+            if !batch.is_empty() {
+                batches.push(batch);
+            }
+            for (i, batch) in batches.into_iter().enumerate() {
+                let message = if first && i == 0 {
+                    Message::Index(batch)
+                } else {
+                    Message::IndexUpdate(batch)
+                };
+                peer.link.send(message);
+            }
+            peer.sent = peer.sent.max(self.index.sequence());
+        }
+    }
+}
+
+fn report_io(doing: &str, path: &RelPath, e: &std::io::Error) {
+    if e.raw_os_error() == Some(28) {
+        tracing::error!(%path, "disk full while {doing} it: nothing was lost; it is retried when peers announce again");
+    } else {
+        tracing::error!(%path, error = %e, "failed {doing} it");
+    }
+}
+
+/// How often the folder task is woken to retry timeouts.
+pub(crate) const TICK: Duration = Duration::from_millis(500);

@@ -1,0 +1,149 @@
+//! The two tasks of one peer connection: a reader that decodes wire frames from
+//! the secure stream and hands them to the folder, and a writer that encodes what
+//! the folder sends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use keys::{Access, PeerId};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use wire::{Close, CloseCode, FrameDecoder, Message};
+
+use crate::folder::FolderEvent;
+
+/// What the folder holds of a connected peer: where to send, and how many bytes
+/// wait unsent (the folder refuses to queue more than a bound, so a peer that
+/// asks without reading cannot fill our memory).
+#[derive(Debug, Clone)]
+pub(crate) struct PeerLink {
+    pub(crate) tx: mpsc::UnboundedSender<Message>,
+    pub(crate) queued: Arc<AtomicU64>,
+    pub(crate) access: Access,
+    pub(crate) remote: std::net::SocketAddr,
+}
+
+impl PeerLink {
+    /// Queues `message`; false if the writer is gone.
+    pub(crate) fn send(&self, message: Message) -> bool {
+        let len = message_cost(&message);
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        self.tx.send(message).is_ok()
+    }
+
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes a message is counted for in the send queue.
+fn message_cost(message: &Message) -> u64 {
+    match message {
+        Message::Response(r) => r
+            .result
+            .as_ref()
+            .map_or(16, |b| b.as_bytes().len() as u64 + 16),
+        Message::Index(b) | Message::IndexUpdate(b) => b.frame_len() as u64,
+        _ => 64,
+    }
+}
+
+/// Runs one connection until either side ends it, then tells the folder.
+pub(crate) async fn run<S>(
+    stream: S,
+    peer: PeerId,
+    link_rx: mpsc::UnboundedReceiver<Message>,
+    queued: Arc<AtomicU64>,
+    events: mpsc::Sender<FolderEvent>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let write = tokio::spawn(write_loop(writer, link_rx, queued));
+    let reason = read_loop(reader, peer, &events).await;
+    match &reason {
+        Ok(()) => tracing::info!(peer = %peer, "peer closed the connection"),
+        Err(e) => tracing::info!(peer = %peer, error = %e, "connection ended"),
+    }
+    write.abort();
+    let _ = events.send(FolderEvent::PeerDown { peer }).await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: R,
+    peer: PeerId,
+    events: &mpsc::Sender<FolderEvent>,
+) -> Result<(), String> {
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut input = buf.get(..n).unwrap_or_default();
+        loop {
+            let taken = decoder.handle_input(input);
+            input = input.get(taken..).unwrap_or_default();
+            let mut produced = false;
+            while let Some(message) = decoder.poll_message() {
+                produced = true;
+                match message {
+                    Ok(Message::Close(close)) => {
+                        return Err(format!("peer closed: {:?} {}", close.code, close.message));
+                    }
+                    Ok(message) => {
+                        if events
+                            .send(FolderEvent::Message { peer, message })
+                            .await
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) if e.is_skippable() => {
+                        tracing::debug!(peer = %peer, error = %e, "skipped a message of an unknown type");
+                    }
+                    Err(e) => return Err(format!("protocol violation: {e}")),
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            if decoder.is_failed() || (taken == 0 && !produced) {
+                return Err("protocol violation: undecodable stream".into());
+            }
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    queued: Arc<AtomicU64>,
+) {
+    let mut out = Vec::with_capacity(1 << 20);
+    while let Some(first) = rx.recv().await {
+        out.clear();
+        let mut cost = message_cost(&first);
+        first.encode(&mut out);
+        // Coalesce what is already waiting into one write, up to a few MiB.
+        while out.len() < 4 << 20 {
+            match rx.try_recv() {
+                Ok(next) => {
+                    cost += message_cost(&next);
+                    next.encode(&mut out);
+                }
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
+            return;
+        }
+        queued.fetch_sub(cost.min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);
+    }
+    let mut close = Vec::new();
+    Message::Close(Close::new(CloseCode::Normal, "shutting down")).encode(&mut close);
+    let _ = writer.write_all(&close).await;
+    let _ = writer.shutdown().await;
+}

@@ -1,0 +1,122 @@
+//! `swarmsync sync`: the folder task, the connection manager and the watcher,
+//! wired together until a stop signal.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use channel::FolderCredentials;
+use net::{NetConfig, NetEvent, NetManager};
+use tokio::sync::mpsc;
+
+use crate::DaemonError;
+use crate::folder::{FolderEvent, FolderTask, TICK};
+use crate::peer::PeerLink;
+use crate::state::StateDir;
+
+/// What `sync` runs.
+#[derive(Debug)]
+pub struct SyncOptions {
+    /// The folder.
+    pub root: PathBuf,
+    /// Networking (listen address, known hosts, LAN discovery).
+    pub net: NetConfig,
+    /// Full scans, beside the watcher's events.
+    pub rescan_interval: Duration,
+    /// Watch the folder for changes (else only periodic scans).
+    pub watch: bool,
+}
+
+impl SyncOptions {
+    /// Defaults for `root`: watcher on, a full scan every hour.
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            net: NetConfig::default(),
+            rescan_interval: Duration::from_secs(3600),
+            watch: true,
+        }
+    }
+}
+
+/// Keeps the folder in sync until `stop` completes.
+pub fn run(
+    options: SyncOptions,
+    state: &StateDir,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("swarmsync-net")
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let key = state.key().clone();
+    let me = state.peer_id();
+    let task = FolderTask::open(options.root.clone(), &state.index_path(), &key, me)?;
+    let (events_tx, events_rx) = mpsc::channel::<FolderEvent>(1024);
+
+    let folder = std::thread::Builder::new()
+        .name("swarmsync-folder".into())
+        .spawn(move || task.run(events_rx))
+        .map_err(DaemonError::Runtime)?;
+
+    let net_result: Result<(), DaemonError> = runtime.block_on(async {
+        let manager = NetManager::bind(options.net.clone(), me)?;
+        tracing::info!(listen = %manager.local_addr(), folder = %key.folder_id(), "syncing {}", options.root.display());
+        let (handle, mut net_events) = manager.start(vec![FolderCredentials::new(&key)]);
+
+        let _watcher = options
+            .watch
+            .then(|| crate::watcher::start(&options.root, events_tx.clone(), options.rescan_interval))
+            .flatten();
+        let ticks = events_tx.clone();
+        let rescan_every = if _watcher.is_some() { options.rescan_interval } else { Duration::from_secs(60) };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            let mut rescan = tokio::time::interval(rescan_every);
+            rescan.tick().await;
+            loop {
+                let event = tokio::select! {
+                    _ = tick.tick() => FolderEvent::Tick,
+                    _ = rescan.tick() => FolderEvent::Rescan,
+                };
+                // A full queue already wakes the folder task; skip this one.
+                if ticks.try_send(event).is_err() && ticks.is_closed() {
+                    return;
+                }
+            }
+        });
+
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => break,
+                event = net_events.recv() => {
+                    let Some(NetEvent::Connected(conn)) = event else { break };
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let queued = Arc::new(AtomicU64::new(0));
+                    let link = PeerLink { tx, queued: queued.clone(), access: conn.access, remote: conn.remote };
+                    if events_tx.send(FolderEvent::PeerUp { peer: conn.peer, link }).await.is_err() {
+                        break;
+                    }
+                    let events = events_tx.clone();
+                    let handle = handle.clone();
+                    let (id, peer) = (conn.id, conn.peer);
+                    tokio::spawn(async move {
+                        crate::peer::run(conn.stream, peer, rx, queued, events).await;
+                        handle.disconnected(id).await;
+                    });
+                }
+            }
+        }
+        let _ = events_tx.send(FolderEvent::Shutdown).await;
+        Ok(())
+    });
+    let folder_result = folder.join().map_err(|_| DaemonError::FolderPanicked)?;
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    net_result.and(folder_result)
+}
