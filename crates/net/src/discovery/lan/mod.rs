@@ -11,8 +11,10 @@
 //!
 //! An announcement naming a folder we subscribed to yields a [`Candidate`]
 //! (sender's IP + announced TCP port). Our own announcements (same peer id) are
-//! ignored. A query is answered by unicast, at most once a second per sender.
+//! ignored, and so is any datagram from outside the networks of our interfaces.
+//! A query is answered by unicast, at most once a second per sender.
 
+mod onlink;
 pub mod packet;
 
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use self::onlink::LocalNets;
 use self::packet::{Announcement, MAX_PACKET};
 use super::{Candidate, Candidates, Discovery};
 use crate::backoff::jitter;
@@ -37,6 +40,9 @@ use crate::config::LAN_GROUP_V6;
 const SUBSCRIBE_BATCH: Duration = Duration::from_millis(50);
 /// Shortest time between two answers to the same sender.
 const ANSWER_INTERVAL: Duration = Duration::from_secs(1);
+/// Shortest time between two reads of the interface list prompted by a
+/// datagram from an unknown network.
+const NETS_REFRESH: Duration = Duration::from_secs(5);
 /// Senders remembered for answer rate-limiting before the memory is cleared.
 const MAX_ANSWERED: usize = 1024;
 
@@ -75,6 +81,8 @@ impl LanDiscovery {
             answered: HashMap::new(),
             next_announce: None,
             query: false,
+            nets: LocalNets::read(),
+            nets_read: Instant::now(),
         };
         tokio::spawn(actor.run(rx));
         Ok(Self { subscribe })
@@ -198,6 +206,8 @@ struct Actor {
     answered: HashMap<SocketAddr, Instant>,
     next_announce: Option<Instant>,
     query: bool,
+    nets: LocalNets,
+    nets_read: Instant,
 }
 
 async fn readable(socket: Option<&UdpSocket>) -> io::Result<()> {
@@ -285,7 +295,7 @@ impl Actor {
                 return;
             }
         };
-        if a.peer == self.config.peer {
+        if a.peer == self.config.peer || !self.on_link(from.ip()) {
             return;
         }
         let addr = match from {
@@ -316,6 +326,21 @@ impl Actor {
         if a.query && shared {
             self.answer(from, family);
         }
+    }
+
+    /// Whether `ip` is on one of our networks; the interface list is read
+    /// again (rate-limited) before saying no, in case an address was added.
+    fn on_link(&mut self, ip: IpAddr) -> bool {
+        if self.nets.contains(ip) {
+            return true;
+        }
+        if self.nets_read.elapsed() >= NETS_REFRESH {
+            self.nets = LocalNets::read();
+            self.nets_read = Instant::now();
+            return self.nets.contains(ip);
+        }
+        tracing::trace!(%ip, "ignoring LAN datagram from outside our networks");
+        false
     }
 
     fn answer(&mut self, to: SocketAddr, family: Family) {
@@ -361,6 +386,8 @@ impl Actor {
             return;
         }
         self.sockets.join_groups();
+        self.nets = LocalNets::read();
+        self.nets_read = Instant::now();
         if let Some((_, uni)) = &self.sockets.v4 {
             for target in v4_targets(self.config.port) {
                 for d in &datagrams {
