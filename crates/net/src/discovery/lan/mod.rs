@@ -230,8 +230,9 @@ impl Actor {
         loop {
             let v4 = self.sockets.v4.as_ref();
             let v6 = self.sockets.v6.as_ref();
+            // Not biased: a flood on one socket must not starve the others or
+            // the announcement timer.
             let event = tokio::select! {
-                biased;
                 sub = subscribe.recv() => match sub {
                     Some(sub) => Event::Subscribe(sub),
                     None => return,
