@@ -302,3 +302,46 @@ async fn later_better_channel_replaces_the_first_on_both_sides() {
     hl.shutdown();
     hh.shutdown();
 }
+
+#[tokio::test]
+async fn shutdown_stops_listener_and_events() {
+    let key = rw_key();
+    let a = NetManager::bind(loopback_config(), peer_ids().0).unwrap();
+    let (ha, mut ea) = a.start(vec![creds(&key)]);
+    let addr = ha.local_addr();
+    ha.shutdown();
+    // The event stream ends and the handle reports the manager stopped.
+    assert!(
+        tokio::time::timeout(LIMIT, ea.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(ha.status().await, Err(crate::NetError::Stopped)));
+    // The listener is gone (bounded retries: its task is aborted asynchronously).
+    let mut refused = false;
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "listener still accepting after shutdown");
+}
+
+#[tokio::test]
+async fn dropping_every_handle_stops_the_manager() {
+    let a = NetManager::bind(loopback_config(), peer_ids().0).unwrap();
+    let (ha, mut ea) = a.start(vec![creds(&rw_key())]);
+    let copy = ha.clone();
+    drop(ha);
+    assert!(copy.status().await.is_ok(), "a clone keeps it running");
+    drop(copy);
+    assert!(
+        tokio::time::timeout(LIMIT, ea.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
