@@ -233,34 +233,37 @@ impl Writer<'_> {
                    RETURNING id";
         let id: i64 = self
             .tx
-            .query_row(
-                sql,
-                params![
-                    r.path.as_str(),
-                    kind,
-                    target,
-                    r.size as i64,
-                    r.modified.secs,
-                    r.modified.nanos,
-                    r.mode,
-                    version,
-                    r.deleted,
-                    blocks,
-                    &r.hash[..],
-                    seq as i64,
-                    body,
-                    sig,
-                    local_only,
-                    local.map(|l| l.size as i64),
-                    local.map(|l| l.modified.secs),
-                    local.map(|l| l.modified.nanos),
-                    local.map(|l| l.inode as i64),
-                ],
-                |row| row.get(0),
-            )
+            .prepare_cached(sql)
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![
+                        r.path.as_str(),
+                        kind,
+                        target,
+                        r.size as i64,
+                        r.modified.secs,
+                        r.modified.nanos,
+                        r.mode,
+                        version,
+                        r.deleted,
+                        blocks,
+                        &r.hash[..],
+                        seq as i64,
+                        body,
+                        sig,
+                        local_only,
+                        local.map(|l| l.size as i64),
+                        local.map(|l| l.modified.secs),
+                        local.map(|l| l.modified.nanos),
+                        local.map(|l| l.inode as i64),
+                    ],
+                    |row| row.get(0),
+                )
+            })
             .map_err(self.err())?;
         self.tx
-            .execute("DELETE FROM blocks WHERE file_id = ?1", [id])
+            .prepare_cached("DELETE FROM blocks WHERE file_id = ?1")
+            .and_then(|mut stmt| stmt.execute([id]))
             .map_err(self.err())?;
         if local.is_some() && r.is_live_file() {
             let mut stmt = self
@@ -288,17 +291,19 @@ impl Writer<'_> {
         local: Option<LocalStat>,
     ) -> Result<(), IndexError> {
         self.tx
-            .execute(
+            .prepare_cached(
                 "UPDATE files SET disk_size = ?2, disk_mtime_secs = ?3, disk_mtime_nanos = ?4, disk_inode = ?5 \
                  WHERE path = ?1",
-                params![
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
                     path.as_str(),
                     local.map(|l| l.size as i64),
                     local.map(|l| l.modified.secs),
                     local.map(|l| l.modified.nanos),
                     local.map(|l| l.inode as i64)
-                ],
-            )
+                ])
+            })
             .map_err(self.err())?;
         Ok(())
     }
@@ -352,7 +357,8 @@ fn get_on(
     let sql = format!("SELECT {COLS} FROM files WHERE path = ?1");
     let err = |e| classify(db, e);
     let row = conn
-        .query_row(&sql, [path.as_str()], |r| Ok(RawRow::read(r)))
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.query_row([path.as_str()], |r| Ok(RawRow::read(r))))
         .optional()
         .map_err(err)?;
     row.transpose()

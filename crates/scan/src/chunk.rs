@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use fastcdc::v2020::{Normalization, StreamCDC};
+use fastcdc::v2020::{FastCDC, Normalization};
 use record::{Block, MAX_BLOCK_SIZE};
 
 /// FastCDC size bounds for one file, in bytes.
@@ -88,45 +88,67 @@ pub struct Hashed {
 
 /// Chunks and hashes everything `source` yields. `on_block` runs after each block
 /// (the scanner's test hook uses it to change a file mid-read).
+///
+/// `buf` is scratch space, grown to `params.max` once and reused across calls so
+/// that small files cost no allocation; the cut points are FastCDC v2020's over a
+/// window of `max` bytes, exactly as its `StreamCDC` would find them.
 pub fn hash_stream<R: Read>(
-    source: R,
+    mut source: R,
     params: ChunkParams,
+    buf: &mut Vec<u8>,
     mut on_block: impl FnMut(usize),
 ) -> std::io::Result<Hashed> {
     let p = params.sanitized();
-    let chunker = StreamCDC::with_level(
-        source,
-        p.min as usize,
-        p.avg as usize,
-        p.max as usize,
-        Normalization::Level1,
-    );
+    let (min, avg, max) = (p.min as usize, p.avg as usize, p.max as usize);
+    if buf.len() < max {
+        buf.resize(max, 0);
+    }
+    let internal = || std::io::Error::other("chunk buffer out of range");
     let mut whole = blake3::Hasher::new();
     let mut blocks = Vec::new();
-    let mut len: u64 = 0;
-    for chunk in chunker {
-        let chunk = chunk.map_err(std::io::Error::from)?;
-        whole.update(&chunk.data);
-        let size =
-            u32::try_from(chunk.length).map_err(|_| std::io::Error::other("chunk too large"))?;
+    let mut total: u64 = 0;
+    let mut len = 0usize;
+    let mut eof = false;
+    loop {
+        while !eof && len < max {
+            let free = buf.get_mut(len..max).ok_or_else(internal)?;
+            match source.read(free) {
+                Ok(0) => eof = true,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if len == 0 {
+            break;
+        }
+        let window = buf.get(..len).ok_or_else(internal)?;
+        let (_, cut) =
+            FastCDC::with_level(window, min, avg, max, Normalization::Level1).cut(0, len);
+        let cut = if cut == 0 || cut > len { len } else { cut };
+        let data = buf.get(..cut).ok_or_else(internal)?;
+        whole.update(data);
+        let size = u32::try_from(cut).map_err(|_| internal())?;
         blocks.push(Block {
             size,
-            hash: *blake3::hash(&chunk.data).as_bytes(),
+            hash: *blake3::hash(data).as_bytes(),
         });
-        len += u64::from(size);
+        total += u64::from(size);
+        buf.copy_within(cut..len, 0);
+        len -= cut;
         on_block(blocks.len());
     }
     Ok(Hashed {
         blocks,
         hash: *whole.finalize().as_bytes(),
-        len,
+        len: total,
     })
 }
 
 /// Chunks and hashes a byte slice (tests, benchmarks).
 pub fn hash_bytes(data: &[u8], params: ChunkParams) -> Hashed {
     // Reading from a slice cannot fail.
-    hash_stream(data, params, |_| {}).unwrap_or(Hashed {
+    hash_stream(data, params, &mut Vec::new(), |_| {}).unwrap_or(Hashed {
         blocks: Vec::new(),
         hash: *blake3::hash(data).as_bytes(),
         len: 0,
@@ -197,6 +219,16 @@ mod tests {
                 prop_assert_eq!(*blake3::hash(p).as_bytes(), b.hash);
                 prop_assert!(b.size <= SMALL.max);
             }
+        }
+
+        #[test]
+        fn cuts_match_fastcdc_stream(len in 0usize..30_000, seed in any::<u64>()) {
+            let data = pseudo_random(len, seed);
+            let ours: Vec<u32> = hash_bytes(&data, SMALL).blocks.iter().map(|b| b.size).collect();
+            let theirs: Vec<u32> = fastcdc::v2020::StreamCDC::new(&data[..], 256, 1024, 4096)
+                .map(|c| c.unwrap().length as u32)
+                .collect();
+            prop_assert_eq!(ours, theirs);
         }
 
         #[test]

@@ -56,6 +56,8 @@ pub(crate) struct Settings {
 
 /// Worker loop: takes jobs until the channel closes.
 pub(crate) fn work(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, settings: &Settings) {
+    // Chunk window, reused for every file this worker hashes.
+    let mut buf = Vec::new();
     loop {
         let job = match jobs.lock() {
             Ok(rx) => match rx.recv() {
@@ -64,7 +66,7 @@ pub(crate) fn work(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, settings: &
             },
             Err(_) => return,
         };
-        let outcome = hash_file(&job, settings);
+        let outcome = hash_file(&job, settings, &mut buf);
         if done.send(Done { job, outcome }).is_err() {
             return;
         }
@@ -77,7 +79,7 @@ fn lstat(path: &std::path::Path) -> Option<(Stat, bool)> {
         .map(|m| (Stat::of(&m), m.is_file()))
 }
 
-fn hash_file(job: &Job, settings: &Settings) -> Outcome {
+fn hash_file(job: &Job, settings: &Settings, buf: &mut Vec<u8>) -> Outcome {
     let mut before = job.stat;
     let mut retries = 0;
     for attempt in 0..=settings.retries {
@@ -105,7 +107,7 @@ fn hash_file(job: &Job, settings: &Settings) -> Outcome {
         }
         let params = settings.chunking.params_for(before.size);
         let hook = settings.hook.clone();
-        let hashed = match hash_stream(&file, params, |n| {
+        let hashed = match hash_stream(&file, params, buf, |n| {
             if let Some(h) = &hook {
                 h(&job.rel, attempt, n);
             }
