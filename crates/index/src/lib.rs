@@ -53,5 +53,9 @@ pub use files::{DEFAULT_BATCH, Entry, LocalStat, Stream, Update, Writer};
 pub use peers::{BlockLocation, IndexId, PeerState, Summary};
 pub use schema::SCHEMA_VERSION;
 
+/// Where a folder's index lives by default, relative to the folder root (the
+/// `.sync/` directory must exist; it is never synced).
+pub const DEFAULT_PATH: &str = ".sync/index.db";
+
 #[cfg(test)]
 mod tests;
