@@ -11,9 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::{ChannelConfig, ChannelError, Handshake, OsRandom, Session};
 
 /// Plaintext accepted per `poll_write` (the rest waits for the next call).
-const MAX_WRITE: usize = 256 * 1024;
-/// Bytes read from the stream at once.
-const READ_BUF: usize = 128 * 1024;
+const MAX_WRITE: usize = 1024 * 1024;
+/// Bytes read from the stream at once (straight into the session's buffer).
+const READ_BUF: usize = 256 * 1024;
 /// How long we try to deliver a failure alert before giving up.
 const ALERT_GRACE: Duration = Duration::from_secs(1);
 
@@ -80,16 +80,11 @@ where
 pub struct SecureStream<S> {
     inner: S,
     session: Session,
-    rbuf: Box<[u8]>,
 }
 
 impl<S> SecureStream<S> {
     fn new(inner: S, session: Session) -> Self {
-        Self {
-            inner,
-            session,
-            rbuf: vec![0u8; READ_BUF].into_boxed_slice(),
-        }
+        Self { inner, session }
     }
 
     /// The sans-IO session underneath (peer access, peer id, …).
@@ -138,11 +133,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for SecureStream<S> {
             if this.session.is_peer_closed() {
                 return Poll::Ready(Ok(()));
             }
-            let mut rb = ReadBuf::new(&mut this.rbuf);
+            if this.session.is_failed() {
+                return Poll::Ready(Err(ChannelError::Failed.into()));
+            }
+            let mut rb = ReadBuf::new(this.session.input_buffer(READ_BUF));
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
-            match rb.filled() {
-                [] => this.session.handle_eof()?,
-                bytes => this.session.handle_input(bytes)?,
+            match rb.filled().len() {
+                0 => this.session.handle_eof()?,
+                n => this.session.commit_input(n)?,
             }
         }
     }

@@ -13,6 +13,8 @@
 //! used twice. The sender updates its key after `rekey_after` records, long
 //! before [`crate::MAX_RECORDS_PER_KEY`], which the receiver enforces.
 
+use std::collections::VecDeque;
+
 use hkdf::Hkdf;
 use ring::aead::{AES_128_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use sha2::Sha256;
@@ -268,15 +270,22 @@ enum RecvState {
 }
 
 /// The receiving half: reassembles records from arbitrary splits, authenticates
-/// them and keeps the plaintext of data records until it is read.
+/// them in place and keeps the plaintext of data records until it is read.
+///
+/// All input lives in one buffer, `buf[..end]`: records before `rpos` are
+/// decrypted (their payloads listed in `ranges` until read), bytes from `rpos`
+/// on are a record still arriving. Callers either copy input in
+/// ([`Receiver::handle_input`]) or read straight into the buffer
+/// ([`Receiver::input_buffer`] + [`Receiver::commit_input`]), which saves a copy.
 pub(crate) struct Receiver {
     pub(crate) dir: Direction,
     state: RecvState,
-    /// A record that has not fully arrived (never more than one).
-    partial: Vec<u8>,
-    /// Authenticated plaintext not yet read, from `plain_pos` on.
-    plain: Vec<u8>,
-    plain_pos: usize,
+    buf: Vec<u8>,
+    end: usize,
+    rpos: usize,
+    /// Unread plaintext: (start, len) in `buf`, in order.
+    ranges: VecDeque<(usize, usize)>,
+    available: usize,
     /// The access proof, once received, until the handshake takes it.
     proof: Option<Vec<u8>>,
     failed: bool,
@@ -287,9 +296,11 @@ impl Receiver {
         Self {
             dir,
             state: RecvState::ExpectProof,
-            partial: Vec::new(),
-            plain: Vec::new(),
-            plain_pos: 0,
+            buf: Vec::new(),
+            end: 0,
+            rpos: 0,
+            ranges: VecDeque::new(),
+            available: 0,
             proof: None,
             failed: false,
         }
@@ -301,7 +312,46 @@ impl Receiver {
         if self.failed {
             return Err(ChannelError::Failed);
         }
-        let result = self.process(input);
+        let mut input = input;
+        while !input.is_empty() {
+            let spare = self.input_buffer(input.len().min(MAX_RECORD_LEN + HEADER_LEN));
+            let n = spare.len().min(input.len());
+            let (now, rest) = input.split_at(n);
+            if let Some(dst) = spare.get_mut(..n) {
+                dst.copy_from_slice(now);
+            }
+            input = rest;
+            self.commit_input(n)?;
+        }
+        Ok(())
+    }
+
+    /// Space for at least `min` more input bytes (at most what is free), to read
+    /// into directly; then call [`Receiver::commit_input`].
+    pub(crate) fn input_buffer(&mut self, min: usize) -> &mut [u8] {
+        if self.failed {
+            return &mut [];
+        }
+        if self.ranges.is_empty() && self.rpos > 0 {
+            // Nothing unread before rpos: move the partial record to the front.
+            self.buf.copy_within(self.rpos..self.end, 0);
+            self.end -= self.rpos;
+            self.rpos = 0;
+        }
+        let need = self.end + min.max(1);
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+        self.buf.get_mut(self.end..).unwrap_or(&mut [])
+    }
+
+    /// The first `n` bytes of [`Receiver::input_buffer`] now hold input.
+    pub(crate) fn commit_input(&mut self, n: usize) -> Result<(), ChannelError> {
+        if self.failed {
+            return Err(ChannelError::Failed);
+        }
+        self.end = (self.end + n).min(self.buf.len());
+        let result = self.process();
         if result.is_err() {
             self.fail();
         }
@@ -310,104 +360,89 @@ impl Receiver {
 
     pub(crate) fn fail(&mut self) {
         self.failed = true;
-        self.plain = Vec::new();
-        self.plain_pos = 0;
-        self.partial = Vec::new();
+        self.buf = Vec::new();
+        self.end = 0;
+        self.rpos = 0;
+        self.ranges.clear();
+        self.available = 0;
         self.proof = None;
     }
 
-    fn process(&mut self, mut input: &[u8]) -> Result<(), ChannelError> {
-        while !input.is_empty() {
+    /// Authenticates every whole record in `buf[rpos..end]`.
+    fn process(&mut self) -> Result<(), ChannelError> {
+        while self.rpos < self.end {
             if self.state == RecvState::Closed {
                 return Err(Violation::DataAfterClose.into());
             }
-            if self.partial.is_empty() {
-                // Fast path: whole records straight from the input.
-                if let Some((header, rest)) = input.split_first_chunk::<HEADER_LEN>() {
-                    let len = check_len(header)?;
-                    if let Some((body, rest)) = rest.split_at_checked(len) {
-                        self.open(*header, body)?;
-                        input = rest;
-                        continue;
-                    }
-                }
-            }
-            // Slow path: gather one record in `partial`.
-            let want = match self.partial.split_first_chunk::<HEADER_LEN>() {
-                None => HEADER_LEN - self.partial.len(),
-                Some((header, _)) => HEADER_LEN + check_len(header)? - self.partial.len(),
+            let pending = self.buf.get(self.rpos..self.end).unwrap_or(&[]);
+            let Some((header, rest)) = pending.split_first_chunk::<HEADER_LEN>() else {
+                return Ok(());
             };
-            let (now, rest) = input.split_at(want.min(input.len()));
-            self.partial.extend_from_slice(now);
-            input = rest;
-            if let Some((header, body)) = self.partial.split_first_chunk::<HEADER_LEN>() {
-                let len = check_len(header)?;
-                if body.len() == len {
-                    let record = std::mem::take(&mut self.partial);
-                    if let Some((header, body)) = record.split_first_chunk::<HEADER_LEN>() {
-                        self.open(*header, body)?;
-                    }
-                    self.partial = record;
-                    self.partial.clear();
-                }
+            let header = *header;
+            let len = check_len(&header)?;
+            if rest.len() < len {
+                return Ok(());
             }
+            let body_start = self.rpos + HEADER_LEN;
+            self.rpos = body_start + len;
+            self.open(header, body_start, len)?;
         }
         Ok(())
     }
 
-    /// Authenticates and dispatches one whole record.
-    fn open(&mut self, header: [u8; HEADER_LEN], body: &[u8]) -> Result<(), ChannelError> {
+    /// Authenticates and dispatches the record whose body is `buf[start..start + len]`.
+    fn open(
+        &mut self,
+        header: [u8; HEADER_LEN],
+        start: usize,
+        len: usize,
+    ) -> Result<(), ChannelError> {
         let nonce = self.dir.next_nonce().ok_or(Violation::KeyExhausted)?;
-        let start = self.plain.len();
-        self.plain.extend_from_slice(body);
-        let (_, inner) = self.plain.split_at_mut(start);
-        let inner_len = match self.dir.key.open_in_place(nonce, Aad::from(header), inner) {
-            Ok(inner) => inner.len(),
-            Err(_) => {
-                self.plain.truncate(start);
-                return Err(Violation::BadTag.into());
-            }
-        };
-        self.plain.truncate(start + inner_len);
-        let kind = self.plain.pop().ok_or(Violation::BadTag)?;
-        let payload_len = self.plain.len() - start;
+        let body = self
+            .buf
+            .get_mut(start..start + len)
+            .ok_or(Violation::BadTag)?;
+        let inner = self
+            .dir
+            .key
+            .open_in_place(nonce, Aad::from(header), body)
+            .map_err(|_| Violation::BadTag)?;
+        let (&kind, payload) = inner.split_last().ok_or(Violation::BadTag)?;
+        let payload_len = payload.len();
         match (self.state, kind) {
             (RecvState::ExpectProof, kind::ACCESS_PROOF) => {
-                self.proof = Some(self.plain.split_off(start));
+                self.proof = Some(payload.to_vec());
                 self.state = RecvState::Open;
             }
             (RecvState::ExpectProof, kind::DATA | kind::KEY_UPDATE | kind::CLOSE) => {
-                self.plain.truncate(start);
                 return Err(Violation::MissingAccessProof.into());
             }
-            (RecvState::Open, kind::DATA) => {}
+            (RecvState::Open, kind::DATA) => {
+                if payload_len > 0 {
+                    self.ranges.push_back((start, payload_len));
+                    self.available += payload_len;
+                }
+            }
             (RecvState::Open, kind::KEY_UPDATE) => {
-                self.plain.truncate(start);
                 if payload_len != 0 {
                     return Err(Violation::MalformedControl("key-update").into());
                 }
                 self.dir.ratchet()?;
             }
             (RecvState::Open, kind::CLOSE) => {
-                let code = self.plain.get(start..).and_then(|p| match p {
-                    [code] => Some(*code),
-                    _ => None,
-                });
-                self.plain.truncate(start);
-                let code = code.ok_or(Violation::MalformedControl("close"))?;
+                let code = match payload {
+                    [code] => *code,
+                    _ => return Err(Violation::MalformedControl("close").into()),
+                };
                 self.state = RecvState::Closed;
                 if code != 0 {
                     return Err(ChannelError::PeerAborted(AbortCode::from_byte(code)));
                 }
             }
             (RecvState::Open, kind::ACCESS_PROOF) => {
-                self.plain.truncate(start);
                 return Err(Violation::UnexpectedAccessProof.into());
             }
-            (_, other) => {
-                self.plain.truncate(start);
-                return Err(Violation::UnknownRecordType(other).into());
-            }
+            (_, other) => return Err(Violation::UnknownRecordType(other).into()),
         }
         Ok(())
     }
@@ -433,38 +468,49 @@ impl Receiver {
 
     /// Bytes of plaintext ready to read.
     pub(crate) fn available(&self) -> usize {
-        self.plain.len() - self.plain_pos
+        self.available
     }
 
-    /// Copies plaintext into `buf`; returns how many bytes.
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> usize {
-        let ready = self.plain.get(self.plain_pos..).unwrap_or(&[]);
-        let n = ready.len().min(buf.len());
-        if let (Some(dst), Some(src)) = (buf.get_mut(..n), ready.get(..n)) {
-            dst.copy_from_slice(src);
+    /// Copies plaintext into `out`; returns how many bytes.
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
+        let mut written = 0;
+        while let Some(&(start, len)) = self.ranges.front() {
+            let room = out.len() - written;
+            if room == 0 {
+                break;
+            }
+            let n = len.min(room);
+            if let (Some(dst), Some(src)) = (
+                out.get_mut(written..written + n),
+                self.buf.get(start..start + n),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            written += n;
+            self.available -= n;
+            if n == len {
+                self.ranges.pop_front();
+            } else if let Some(front) = self.ranges.front_mut() {
+                *front = (start + n, len - n);
+            }
         }
-        self.plain_pos += n;
-        if self.plain_pos == self.plain.len() {
-            self.plain.clear();
-            self.plain_pos = 0;
-        }
-        n
+        written
     }
 
     /// Takes all plaintext ready to read.
     pub(crate) fn take(&mut self) -> Option<Vec<u8>> {
-        if self.available() == 0 {
+        if self.available == 0 {
             return None;
         }
-        let mut all = std::mem::take(&mut self.plain);
-        all.drain(..self.plain_pos);
-        self.plain_pos = 0;
+        let mut all = vec![0u8; self.available];
+        let n = self.read(&mut all);
+        all.truncate(n);
         Some(all)
     }
 
     /// Whether a record has begun to arrive but not finished.
     pub(crate) fn has_partial(&self) -> bool {
-        !self.partial.is_empty()
+        self.rpos < self.end
     }
 }
 

@@ -34,8 +34,10 @@ pub struct SessionInfo {
 ///   [`Session::pending_output`] + [`Session::consume_output`]) hands them over in
 ///   order. Key updates are inserted by themselves. [`Session::close`] queues the
 ///   authenticated close; nothing can be sent after it.
-/// * Receive: feed bytes to [`Session::handle_input`] (any split), then take the
-///   plaintext with [`Session::poll_plaintext`] or [`Session::read_plaintext`].
+/// * Receive: feed bytes to [`Session::handle_input`] (any split), or read them
+///   straight into [`Session::input_buffer`] and [`Session::commit_input`] them;
+///   then take the plaintext with [`Session::poll_plaintext`] or
+///   [`Session::read_plaintext`].
 ///   At the end of the stream call [`Session::handle_eof`]: without the peer's
 ///   close first, that is [`ChannelError::Truncated`].
 ///
@@ -120,6 +122,29 @@ impl Session {
             return Err(ChannelError::Failed);
         }
         let result = self.recv.handle_input(bytes);
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+
+    /// Space to read at least `min` bytes from the transport into directly, saving
+    /// the copy [`Session::handle_input`] makes; report them with
+    /// [`Session::commit_input`]. Empty once the session has failed.
+    pub fn input_buffer(&mut self, min: usize) -> &mut [u8] {
+        if self.failed {
+            return &mut [];
+        }
+        self.recv.input_buffer(min)
+    }
+
+    /// The first `n` bytes of [`Session::input_buffer`] now hold bytes from the
+    /// peer: processes them like [`Session::handle_input`].
+    pub fn commit_input(&mut self, n: usize) -> Result<(), ChannelError> {
+        if self.failed {
+            return Err(ChannelError::Failed);
+        }
+        let result = self.recv.commit_input(n);
         if let Err(e) = &result {
             self.fail(e);
         }

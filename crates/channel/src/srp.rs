@@ -90,7 +90,9 @@ pub(crate) fn client_public(a: &[u8; EPHEMERAL_LEN]) -> Vec<u8> {
 
 /// B = k·v + g^b (minimal big-endian).
 pub(crate) fn server_public(b: &[u8; EPHEMERAL_LEN], verifier: &[u8]) -> Vec<u8> {
-    memo(b, verifier, || Server::new().compute_public_ephemeral(b, verifier))
+    memo(b, verifier, || {
+        Server::new().compute_public_ephemeral(b, verifier)
+    })
 }
 
 /// Fuzzing builds remember A and B (pure functions of their inputs), so the
