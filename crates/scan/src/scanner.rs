@@ -262,8 +262,11 @@ impl Run<'_> {
             }
             FoundKind::Directory => {
                 self.summary.directories += 1;
+                // Owner rwx on directories is not significant: receivers force it
+                // on so they can always enter what they create (daemon `dir_mode`).
+                let same_mode = |m: u32| m | 0o700 == f.stat.mode | 0o700;
                 if live.is_some_and(|p| {
-                    p.record.kind == FileKind::Directory && p.record.mode == f.stat.mode
+                    p.record.kind == FileKind::Directory && same_mode(p.record.mode)
                 }) {
                     // A directory's mtime moves with every entry in it; not a change.
                     self.seen(w, &f.rel)?;

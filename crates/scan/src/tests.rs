@@ -220,6 +220,22 @@ fn permission_change_needs_no_rehash() {
 }
 
 #[test]
+fn directory_owner_bits_are_not_a_change() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = Folder::new();
+    fs::create_dir(f.root.join("d")).unwrap();
+    fs::set_permissions(f.root.join("d"), fs::Permissions::from_mode(0o555)).unwrap();
+    f.scan();
+    // What a receiver does to a read-only directory it creates.
+    fs::set_permissions(f.root.join("d"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(!f.scan().changed_anything());
+    fs::set_permissions(f.root.join("d"), fs::Permissions::from_mode(0o700)).unwrap();
+    let s = f.scan();
+    assert_eq!(s.changed, 1, "{s}");
+    assert_eq!(f.get("d").unwrap().record.mode, 0o700);
+}
+
+#[test]
 fn mtime_only_change_keeps_content_and_updates_mtime() {
     let mut f = Folder::new();
     f.write("a", &data(3000, 4));
