@@ -32,8 +32,17 @@ fuzz_target!(|data: &[u8]| {
     let chunk = 1 + usize::from(mode >> 3) * 13;
     let mut got = Vec::new();
     let mut failed = false;
-    for piece in input.chunks(chunk) {
-        if b.handle_input(piece).is_err() {
+    for (i, piece) in input.chunks(chunk).enumerate() {
+        // Alternate the copying path and the read-into-the-session path.
+        let result = if i % 2 == 0 {
+            b.handle_input(piece)
+        } else {
+            let spare = b.input_buffer(piece.len());
+            let n = piece.len().min(spare.len());
+            spare[..n].copy_from_slice(&piece[..n]);
+            b.commit_input(n)
+        };
+        if result.is_err() {
             failed = true;
             break;
         }

@@ -19,6 +19,7 @@ const CONTEXT: &[u8] = b"access-proof";
 
 /// What we learned about the peer's access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerAccess {
     /// The level the peer proved to us: what to trust it with.
     pub verified: Access,

@@ -10,6 +10,7 @@ use crate::{AbortCode, ChannelError, Role};
 
 /// What the handshake established.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionInfo {
     /// The peer's id (from its hello; authenticated by the transcript).
     pub peer_id: PeerId,

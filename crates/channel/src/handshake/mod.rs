@@ -305,11 +305,11 @@ impl Handshake {
         ))
     }
 
-    /// The transcript parts in hash order, and our ephemeral secret (tests only).
+    /// The transcript parts in hash order (tests only).
     #[cfg(test)]
-    pub(crate) fn transcript_parts(&self) -> (Vec<Vec<u8>>, Vec<u8>) {
+    pub(crate) fn transcript_parts(&self) -> Vec<Vec<u8>> {
         let m = &self.srp_messages;
-        let parts = match &self.negotiated {
+        match &self.negotiated {
             Some(n) => vec![
                 n.client_hello.clone(),
                 n.server_hello.clone(),
@@ -319,8 +319,7 @@ impl Handshake {
                 m.m2.clone(),
             ],
             None => Vec::new(),
-        };
-        (parts, self.ephemeral.to_vec())
+        }
     }
 
     fn process(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
@@ -507,6 +506,8 @@ impl Handshake {
         };
         let mut send = Sender::new(Direction::new(send)?, self.config.rekey_after);
         let recv = Receiver::new(Direction::new(recv)?);
+        // a or b is spent: wipe it now rather than at drop (forward secrecy).
+        self.ephemeral = Zeroizing::new([0u8; EPHEMERAL_LEN]);
         let our_proof = proof::make(&neg.creds, neg.role, &transcript_hash);
         send.access_proof(&our_proof, &mut self.out)?;
         self.state = State::AwaitProof(Box::new(Keys {
