@@ -423,6 +423,27 @@ fn scan_paths_updates_only_what_it_is_given() {
 }
 
 #[test]
+fn scan_paths_finds_nfd_names_and_never_follows_symlinked_parents() {
+    let mut f = Folder::new();
+    // Stored decomposed, as macOS would; the record is NFC.
+    f.write("cafe\u{301}/menu", b"1");
+    fs::create_dir(f.root.join("real")).unwrap();
+    f.write("real/x", b"outside");
+    std::os::unix::fs::symlink("real", f.root.join("link")).unwrap();
+    f.scan();
+    assert!(f.get("caf\u{e9}/menu").is_some());
+    f.write("cafe\u{301}/menu", b"22");
+    let paths = [
+        RelPath::new("caf\u{e9}/menu").unwrap(),
+        RelPath::new("link/x").unwrap(),
+    ];
+    let s = scan_paths(&f.root, &mut f.index, &opts(), &paths).unwrap();
+    assert_eq!((s.changed, s.deleted, s.added), (1, 0, 0), "{s}");
+    assert_eq!(f.get("caf\u{e9}/menu").unwrap().record.size, 2);
+    assert!(f.get("link/x").is_none());
+}
+
+#[test]
 fn missing_root_is_an_error() {
     let mut index = Index::open_in_memory().unwrap();
     let err = scan_once(Path::new("/nonexistent/folder"), &mut index, &opts()).unwrap_err();

@@ -114,11 +114,10 @@ pub(crate) fn walk(
     match scope {
         None => stack.push((None, root.to_path_buf())),
         Some(rel) => {
-            let abs = root.join(rel.as_str());
-            let meta = match fs::symlink_metadata(&abs) {
-                Ok(m) => m,
+            let found = match resolve(root, rel) {
+                Ok(Some(found)) => found,
                 // Gone: the caller's unseen pass turns it into a tombstone.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Ok(None) => return,
                 Err(e) => {
                     let _ = tx.send(Walked::Unlistable {
                         dir: Some(rel.clone()),
@@ -128,6 +127,7 @@ pub(crate) fn walk(
                     return;
                 }
             };
+            let (abs, meta) = found;
             match classify(rel.clone(), abs.clone(), &meta) {
                 Ok(found) => {
                     let is_dir = found.kind == FoundKind::Directory;
@@ -160,6 +160,52 @@ pub(crate) fn walk(
         // Depth first, in name order.
         stack.extend(subdirs.into_iter().rev());
     }
+}
+
+/// Finds `rel` on disk without following symlinks on the way: every ancestor
+/// must be a real directory. A component not found as spelled (records are NFC)
+/// is looked up by listing its directory for a name with the same NFC form, as a
+/// file system that stores NFD names would hold it. `Ok(None)`: not there.
+fn resolve(root: &Path, rel: &RelPath) -> std::io::Result<Option<(PathBuf, Metadata)>> {
+    let mut cur = root.to_path_buf();
+    let mut parts = rel.components().peekable();
+    while let Some(part) = parts.next() {
+        let direct = cur.join(part);
+        let next = match fs::symlink_metadata(&direct) {
+            Ok(m) => Some((direct, m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => find_normalized(&cur, part)?,
+            Err(e) => return Err(e),
+        };
+        let Some((path, meta)) = next else {
+            return Ok(None);
+        };
+        if parts.peek().is_none() {
+            return Ok(Some((path, meta)));
+        }
+        if !meta.is_dir() {
+            // A file or a symlink where a directory should be: `rel` cannot exist.
+            return Ok(None);
+        }
+        cur = path;
+    }
+    Ok(None)
+}
+
+fn find_normalized(dir: &Path, name: &str) -> std::io::Result<Option<(PathBuf, Metadata)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let os = entry.file_name();
+        let Some(s) = os.to_str() else { continue };
+        if RelPath::new_normalized(s).is_ok_and(|n| n.as_str() == name) {
+            return Ok(Some((entry.path(), entry.metadata()?)));
+        }
+    }
+    Ok(None)
 }
 
 /// Lists one directory, sorted by name, with ignore rules applied.
