@@ -57,7 +57,8 @@ pub fn is_watch_limit(e: &notify::Error) -> bool {
 
 /// Scans `root` once, then keeps `index` up to date until `stop` receives a
 /// message or its sender is dropped. `on_scan` sees the summary of every scan
-/// that changed something. Blocks the calling thread, which owns the index.
+/// (check [`ScanSummary::changed_anything`]). Blocks the calling thread, which
+/// owns the index.
 pub fn watch(
     root: &Path,
     index: &mut Index,
@@ -104,14 +105,41 @@ pub fn watch(
             });
         }
     }
+    let watcher: Option<Box<dyn std::any::Any>> =
+        debouncer.map(|d| Box::new(d) as Box<dyn std::any::Any>);
+    run(
+        &root,
+        index,
+        opts,
+        wopts,
+        stop,
+        &events,
+        watcher,
+        &mut report,
+    )
+}
+
+/// The watch loop proper, apart from setting up notify (tests feed it events).
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+fn run(
+    root: &Path,
+    index: &mut Index,
+    opts: &ScanOptions,
+    wopts: &WatchOptions,
+    stop: &Receiver<()>,
+    events: &Receiver<DebounceEventResult>,
+    // Held to keep the OS watches alive; `None` once we fell back to polling.
+    mut debouncer: Option<Box<dyn std::any::Any>>,
+    report: &mut dyn FnMut(ScanSummary),
+) -> Result<(), ScanError> {
     // Scan after the watch is set up, so nothing changed in between is missed.
-    report(scan_once(&root, index, opts)?);
+    report(scan_once(root, index, opts)?);
     let mut next_full = Instant::now() + wopts.full_rescan;
     loop {
         if debouncer.is_none() {
             match stop.recv_timeout(wopts.fallback_rescan) {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                Err(RecvTimeoutError::Timeout) => report(scan_once(&root, index, opts)?),
+                Err(RecvTimeoutError::Timeout) => report(scan_once(root, index, opts)?),
             }
             continue;
         }
@@ -126,7 +154,7 @@ pub fn watch(
                 for ev in &batch {
                     full |= ev.need_rescan();
                     for p in &ev.paths {
-                        match relative(&root, p) {
+                        match relative(root, p) {
                             Rel::Path(r) => paths.push(r),
                             Rel::Root => full = true,
                             Rel::Outside => {}
@@ -134,9 +162,9 @@ pub fn watch(
                     }
                 }
                 if full || paths.len() > wopts.max_paths {
-                    report(scan_once(&root, index, opts)?);
+                    report(scan_once(root, index, opts)?);
                 } else if !paths.is_empty() {
-                    report(scan_paths(&root, index, opts, &paths)?);
+                    report(scan_paths(root, index, opts, &paths)?);
                 }
             }
             Ok(Err(errors)) => {
@@ -148,7 +176,7 @@ pub fn watch(
                         tracing::warn!(error = %e, "file watcher error; rescanning");
                     }
                 }
-                report(scan_once(&root, index, opts)?);
+                report(scan_once(root, index, opts)?);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -160,7 +188,7 @@ pub fn watch(
             }
         }
         if Instant::now() >= next_full {
-            report(scan_once(&root, index, opts)?);
+            report(scan_once(root, index, opts)?);
             next_full = Instant::now() + wopts.full_rescan;
         }
     }
@@ -226,6 +254,65 @@ mod tests {
         )));
         let m = watch_limit_message(Duration::from_secs(60));
         assert!(m.contains("fs.inotify.max_user_watches") && m.contains("60 s"));
+    }
+
+    #[test]
+    fn watch_limit_at_runtime_falls_back_to_periodic_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let opts = ScanOptions::new(keys::ShortId(1), None);
+        let wopts = WatchOptions {
+            fallback_rescan: Duration::from_millis(20),
+            ..WatchOptions::default()
+        };
+        let (event_tx, events) = mpsc::channel::<DebounceEventResult>();
+        let (stop_tx, stop) = mpsc::channel::<()>();
+        let (sum_tx, sums) = mpsc::channel::<ScanSummary>();
+        // The OS says the limit is reached while we watch.
+        event_tx
+            .send(Err(vec![notify::Error::new(ErrorKind::MaxFilesWatch)]))
+            .unwrap();
+        let r = root.clone();
+        let worker = std::thread::spawn(move || {
+            let mut index = Index::open_in_memory().unwrap();
+            let mut report = |s: ScanSummary| {
+                let _ = sum_tx.send(s);
+            };
+            run(
+                &r,
+                &mut index,
+                &opts,
+                &wopts,
+                &stop,
+                &events,
+                Some(Box::new(())),
+                &mut report,
+            )
+            .unwrap();
+            index
+        });
+        // Initial scan, then the full scan the error triggers.
+        for _ in 0..2 {
+            sums.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        // No events arrive any more; the periodic scan must find this.
+        std::fs::write(root.join("late.txt"), b"x").unwrap();
+        let mut added = 0;
+        while added == 0 {
+            added += sums
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a fallback scan")
+                .added;
+        }
+        stop_tx.send(()).unwrap();
+        let index = worker.join().unwrap();
+        assert!(
+            index
+                .get(&RelPath::new("late.txt").unwrap())
+                .unwrap()
+                .is_some()
+        );
+        drop(event_tx);
     }
 
     #[test]
