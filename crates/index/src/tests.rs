@@ -324,6 +324,13 @@ fn torn_database_is_reported_corrupt() {
 }
 
 #[test]
+fn integrity_check_passes_on_a_healthy_index() {
+    let mut ix = Index::open_in_memory().unwrap();
+    ix.put(upd(file("a", &[(3, 1)]))).unwrap();
+    ix.integrity_check().unwrap();
+}
+
+#[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("index.db");
