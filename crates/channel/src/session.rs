@@ -42,6 +42,10 @@ pub struct SessionInfo {
 ///   At the end of the stream call [`Session::handle_eof`]: without the peer's
 ///   close first, that is [`ChannelError::Truncated`].
 ///
+/// Received plaintext stays buffered until it is read: feed input only as fast as
+/// the plaintext is consumed (the tokio adapter reads only when the buffer is
+/// empty), or memory grows with it.
+///
 /// After any error the session is dead: buffered plaintext is discarded, every
 /// later call fails with [`ChannelError::Failed`], and at most a close record
 /// telling the peer why remains to be sent (poll the output once more).
