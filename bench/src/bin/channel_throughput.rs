@@ -150,6 +150,81 @@ fn handshakes_in_memory(n: u32) -> Result<Duration> {
     Ok(t.elapsed() / n)
 }
 
+/// One direction, sender and receiver each on its own thread (own core when
+/// free) with its own current-thread runtime; returns MiB/s.
+fn one_way(bytes: u64, secure: bool) -> Result<f64> {
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let receiver = std::thread::spawn(move || -> Result<u64> {
+        rt()?.block_on(async move {
+            let (s, _) = listener.accept()?;
+            s.set_nonblocking(true)?;
+            let s = TcpStream::from_std(s)?;
+            s.set_nodelay(true)?;
+            let mut buf = vec![0u8; CHUNK];
+            let mut total = 0u64;
+            if secure {
+                let (_, cb) = configs();
+                let mut s = establish(s, &cb).await?;
+                loop {
+                    let n = s.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok(total);
+                    }
+                    total += n as u64;
+                }
+            } else {
+                let mut s = s;
+                loop {
+                    let n = s.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok(total);
+                    }
+                    total += n as u64;
+                }
+            }
+        })
+    });
+    let elapsed = rt()?.block_on(async move {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        let buf = vec![0xA5u8; CHUNK];
+        async fn send<W: AsyncWrite + Unpin>(
+            mut w: W,
+            buf: &[u8],
+            bytes: u64,
+        ) -> std::io::Result<()> {
+            let mut left = bytes;
+            while left > 0 {
+                let n = usize::try_from(left).unwrap_or(buf.len()).min(buf.len());
+                w.write_all(buf.get(..n).unwrap_or(buf)).await?;
+                left -= n as u64;
+            }
+            w.shutdown().await
+        }
+        if secure {
+            let (ca, _) = configs();
+            let s = establish(s, &ca).await?;
+            let t = Instant::now();
+            send(s, &buf, bytes).await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(t)
+        } else {
+            let t = Instant::now();
+            send(s, &buf, bytes).await?;
+            Ok(t)
+        }
+    })?;
+    let got = receiver.join().map_err(|_| "receiver panicked")??;
+    let secs = elapsed.elapsed().as_secs_f64();
+    check(got, bytes, bytes)?;
+    Ok(bytes as f64 / MIB / secs)
+}
+
 /// The record layer alone: encrypt, hand over, decrypt, read, all in memory.
 fn records_in_memory(bytes: u64) -> Result<f64> {
     let (ca, cb) = configs();
@@ -268,6 +343,17 @@ fn main() -> Result<()> {
         .build()?;
     throughput(&two, "2 threads", bytes, rounds)?;
 
+    let (mut raw, mut chan) = (0f64, 0f64);
+    for _ in 0..rounds {
+        raw = raw.max(one_way(bytes, false)?);
+        chan = chan.max(one_way(bytes, true)?);
+    }
+    println!(
+        "one way    raw TCP {raw:>8.0} MiB/s   channel {chan:>8.0} MiB/s   channel/raw {:>5.1} %   \
+         (sender and receiver on their own threads, {} MiB, best of {rounds})",
+        100.0 * chan / raw,
+        bytes >> 20
+    );
     println!(
         "records    in memory, one direction, 1 core (encrypt + decrypt): {:>6.0} MiB/s",
         records_in_memory(bytes)?
