@@ -1,7 +1,11 @@
 //! `swarmsync sync DIR` as a real binary: the first run makes a secret, later
 //! runs reuse it, another folder's secret is refused.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::{Node, printed_secret};
 
 fn swarmsync(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_swarmsync"))
@@ -15,28 +19,29 @@ fn swarmsync(args: &[&std::ffi::OsStr]) -> Output {
 fn first_run_creates_and_prints_a_secret_later_runs_reuse_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("Sync");
-    let dir_arg = dir.as_os_str();
-    let first = swarmsync(&["sync".as_ref(), dir_arg]);
-    let stdout = String::from_utf8(first.stdout).unwrap();
-    let rw = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("read-write:"))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("the new secret is printed")
-        .to_owned();
-    assert!(rw.starts_with('A') && rw.len() == 33, "{stdout}");
+    let mut node = Node::start(&dir, &[]);
+    let rw = printed_secret(&node);
+    assert!(rw.starts_with('A') && rw.len() == 33, "{rw}");
     let stored = std::fs::read_to_string(dir.join(".sync/secret")).unwrap();
     assert_eq!(stored.trim(), rw);
+    node.kill();
 
-    let again = swarmsync(&["sync".as_ref(), dir_arg]);
-    assert!(!String::from_utf8(again.stdout).unwrap().contains("Created"));
-    let same = swarmsync(&["sync".as_ref(), dir_arg, "--secret".as_ref(), rw.as_ref()]);
-    assert_ne!(same.status.code(), Some(2));
+    // A second run makes no new secret; the same one given again is fine.
+    let mut again = Node::start(&dir, &["--secret".to_owned(), rw.clone()]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    again.kill();
+    assert!(!again.log_text().contains("Created"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".sync/secret"))
+            .unwrap()
+            .trim(),
+        rw
+    );
 
     let other = "AAAAQEAYEAUDAOCAJBIFQYDIOB4IBCEQT";
     let refused = swarmsync(&[
         "sync".as_ref(),
-        dir_arg,
+        dir.as_os_str(),
         "--secret".as_ref(),
         other.as_ref(),
     ]);
@@ -55,7 +60,7 @@ fn first_run_creates_and_prints_a_secret_later_runs_reuse_it() {
 }
 
 #[test]
-fn bad_secret_and_file_as_dir_exit_2() {
+fn bad_secret_bad_host_and_file_as_dir_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let out = swarmsync(&[
         "sync".as_ref(),
@@ -75,5 +80,21 @@ fn bad_secret_and_file_as_dir_exit_2() {
             .status
             .code(),
         Some(2)
+    );
+    let dir = tmp.path().join("d");
+    let out = swarmsync(&[
+        "sync".as_ref(),
+        dir.as_os_str(),
+        "--no-lan".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--known-host".as_ref(),
+        "no port here".as_ref(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

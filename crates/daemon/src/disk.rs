@@ -64,6 +64,11 @@ impl Disk {
             .open(temp)
     }
 
+    /// Removes the temporary of a version no longer wanted (if any).
+    pub(crate) fn discard_temp(&self, rel: &RelPath, hash: &[u8; 32]) {
+        let _ = fs::remove_file(self.temp_path(rel, hash));
+    }
+
     /// Writes `data` at `offset` of the temporary of a version.
     pub(crate) fn write_block(
         &self,

@@ -53,6 +53,8 @@ pub(crate) enum FolderEvent {
     PeerDown {
         /// Who.
         peer: PeerId,
+        /// Which of its channels ([`PeerLink::generation`]).
+        generation: u64,
     },
     /// The watcher saw these paths change.
     LocalChange(Vec<RelPath>),
@@ -142,7 +144,16 @@ impl FolderTask {
             match event {
                 FolderEvent::Shutdown => break,
                 FolderEvent::PeerUp { peer, link } => self.peer_up(peer, link),
-                FolderEvent::PeerDown { peer } => self.peer_down(&peer),
+                FolderEvent::PeerDown { peer, generation } => {
+                    // A channel that was already replaced changes nothing.
+                    if self
+                        .peers
+                        .get(&peer)
+                        .is_some_and(|p| p.link.generation == generation)
+                    {
+                        self.peer_down(&peer);
+                    }
+                }
                 FolderEvent::Message { peer, message } => self.handle_message(peer, message, now),
                 FolderEvent::LocalChange(paths) => self.scan_paths(&paths)?,
                 FolderEvent::Rescan => self.full_scan()?,
@@ -222,6 +233,10 @@ impl FolderTask {
             // Encrypted peers must never see names or content in the clear; until
             // encrypted storage lands they get nothing.
             tracing::warn!(peer = %peer, "encrypted peers are not supported yet; nothing is shared with it");
+        }
+        if self.peers.contains_key(&peer) {
+            // A new channel replaces the old one: what was asked there is asked again.
+            self.peer_down(&peer);
         }
         self.engine.peer_connected(peer);
         self.peers.insert(peer, Peer { link, sent: 0 });
@@ -385,6 +400,9 @@ impl FolderTask {
                     self.applied(done, signed, record);
                 }
                 Action::MoveAside { path, to } => self.move_aside(&path, &to),
+                Action::DiscardTemporary { path, file_hash } => {
+                    self.disk.discard_temp(&path, &file_hash)
+                }
             }
         }
     }

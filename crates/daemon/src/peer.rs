@@ -21,6 +21,8 @@ pub(crate) struct PeerLink {
     pub(crate) queued: Arc<AtomicU64>,
     pub(crate) access: Access,
     pub(crate) remote: std::net::SocketAddr,
+    /// Tells this channel from an earlier or later one to the same peer.
+    pub(crate) generation: u64,
 }
 
 impl PeerLink {
@@ -52,6 +54,7 @@ fn message_cost(message: &Message) -> u64 {
 pub(crate) async fn run<S>(
     stream: S,
     peer: PeerId,
+    generation: u64,
     link_rx: mpsc::UnboundedReceiver<Message>,
     queued: Arc<AtomicU64>,
     events: mpsc::Sender<FolderEvent>,
@@ -66,7 +69,9 @@ pub(crate) async fn run<S>(
         Err(e) => tracing::info!(peer = %peer, error = %e, "connection ended"),
     }
     write.abort();
-    let _ = events.send(FolderEvent::PeerDown { peer }).await;
+    let _ = events
+        .send(FolderEvent::PeerDown { peer, generation })
+        .await;
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(

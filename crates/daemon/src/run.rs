@@ -1,6 +1,7 @@
 //! `swarmsync sync`: the folder task, the connection manager and the watcher,
 //! wired together until a stop signal.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use channel::FolderCredentials;
-use net::{NetConfig, NetEvent, NetManager};
+use net::{ConnectionId, NetConfig, NetEvent, NetManager};
 use tokio::sync::mpsc;
 
 use crate::DaemonError;
@@ -90,6 +91,8 @@ pub fn run(
             }
         });
 
+        let mut generation = 0u64;
+        let mut tasks: HashMap<ConnectionId, tokio::task::JoinHandle<()>> = HashMap::new();
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -97,25 +100,35 @@ pub fn run(
                 () = &mut stop => break,
                 event = net_events.recv() => {
                     let Some(NetEvent::Connected(conn)) = event else { break };
+                    // A better channel to the same peer supersedes an older one: stop
+                    // the old one's tasks without reporting it (the peer is not gone).
+                    if let Some(old) = conn.replaces.and_then(|old| tasks.remove(&old)) {
+                        old.abort();
+                    }
+                    tasks.retain(|_, t| !t.is_finished());
                     let (tx, rx) = mpsc::unbounded_channel();
                     let queued = Arc::new(AtomicU64::new(0));
-                    let link = PeerLink { tx, queued: queued.clone(), access: conn.access, remote: conn.remote };
+                    generation += 1;
+                    let link = PeerLink { tx, queued: queued.clone(), access: conn.access, remote: conn.remote, generation };
                     if events_tx.send(FolderEvent::PeerUp { peer: conn.peer, link }).await.is_err() {
                         break;
                     }
                     let events = events_tx.clone();
                     let handle = handle.clone();
                     let (id, peer) = (conn.id, conn.peer);
-                    tokio::spawn(async move {
-                        crate::peer::run(conn.stream, peer, rx, queued, events).await;
+                    let task = tokio::spawn(async move {
+                        crate::peer::run(conn.stream, peer, generation, rx, queued, events).await;
                         handle.disconnected(id).await;
                     });
+                    tasks.insert(id, task);
                 }
             }
         }
-        let _ = events_tx.send(FolderEvent::Shutdown).await;
         Ok(())
     });
+    // However the network side ended, the folder task stops too.
+    let _ = events_tx.blocking_send(FolderEvent::Shutdown);
+    drop(events_tx);
     let folder_result = folder.join().map_err(|_| DaemonError::FolderPanicked)?;
     runtime.shutdown_timeout(Duration::from_secs(2));
     net_result.and(folder_result)

@@ -119,6 +119,13 @@ pub enum Action {
     },
     /// Ask a peer for a block.
     Request(Request),
+    /// A version being fetched is no longer wanted: remove its temporary.
+    DiscardTemporary {
+        /// The file.
+        path: RelPath,
+        /// The abandoned version's hash (temporaries belong to one version).
+        file_hash: [u8; 32],
+    },
     /// Every block of the file is in its temporary: check the whole-file hash,
     /// fsync, archive the old version, rename into place, set time and mode, store
     /// the record.
@@ -322,10 +329,19 @@ impl Folder {
     }
 
     fn drop_pending(&mut self, path: &RelPath) {
-        if self.needed.remove(path).is_some() {
-            self.scheduler.remove_file(path);
-        }
+        self.forget_need(path);
         self.held_deletes.retain(|(_, held)| held.path != *path);
+    }
+
+    /// Stops fetching `path`; its temporary is to be removed.
+    fn forget_need(&mut self, path: &RelPath) -> Option<Needed> {
+        let needed = self.needed.remove(path)?;
+        self.scheduler.remove_file(path);
+        self.actions.push_back(Action::DiscardTemporary {
+            path: path.clone(),
+            file_hash: needed.record.hash,
+        });
+        Some(needed)
     }
 
     /// `keep` with a version that has also seen `other`, signed: what a read-write
@@ -492,9 +508,7 @@ impl Folder {
     /// the path is dropped from the plan; the record comes again with the next
     /// index exchange or rescan.
     pub fn handle_apply_failed(&mut self, path: &RelPath) {
-        if self.needed.remove(path).is_some() {
-            self.scheduler.remove_file(path);
-        }
+        self.forget_need(path);
         self.busy.remove(path);
         self.settle_after_move.remove(path);
     }
@@ -502,10 +516,9 @@ impl Folder {
     /// The scanner recorded a local change to `path`: a version being fetched for it
     /// is reconsidered against the new local one.
     pub fn handle_local_change(&mut self, path: &RelPath, index: &impl LocalIndex) {
-        let Some(needed) = self.needed.remove(path) else {
+        let Some(needed) = self.forget_need(path) else {
             return;
         };
-        self.scheduler.remove_file(path);
         self.consider(needed.from, needed.signed, needed.record, index);
     }
 
@@ -521,7 +534,16 @@ impl Folder {
 
     /// The next action. Call until `None` after every input.
     pub fn poll_action(&mut self, now: Instant) -> Option<Action> {
-        if let Some(action) = self.actions.pop_front() {
+        while let Some(action) = self.actions.pop_front() {
+            if let Action::DiscardTemporary { path, file_hash } = &action
+                && self
+                    .needed
+                    .get(path)
+                    .is_some_and(|n| n.record.hash == *file_hash)
+            {
+                // Wanted again meanwhile: its temporary, and what is in it, stay.
+                continue;
+            }
             return Some(action);
         }
         if let Some(needed) = self

@@ -344,6 +344,7 @@ impl SimNet {
                     format!("create {}", record.path)
                 }
                 Action::MoveAside { path, to } => format!("move aside {path} -> {to:?}"),
+                Action::DiscardTemporary { path, .. } => format!("discard {path}"),
             };
             if !what.starts_with("request") {
                 eprintln!("node{n}: {what}");
@@ -357,6 +358,9 @@ impl SimNet {
                     .position(|node| node.id == request.peer)
                     .expect("known peer");
                 self.send(n, to, Message::Request(request));
+            }
+            Action::DiscardTemporary { path, file_hash } => {
+                self.nodes[n].temps.remove(&(path, file_hash));
             }
             Action::FindLocalBlocks { path, record } => {
                 let node = &mut self.nodes[n];

@@ -1,0 +1,241 @@
+//! A harness for tests that run real `swarmsync sync` processes on loopback.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for peers to agree before it fails (a bound, not a
+/// measurement).
+pub const SETTLE: Duration = Duration::from_secs(60);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_swarmsync")
+}
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One running `swarmsync sync`.
+pub struct Node {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Starts `sync` on `dir` with `--listen 127.0.0.1:port --no-lan` and the
+    /// extra arguments.
+    pub fn start(dir: &Path, extra: &[String]) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let log = dir.with_extension("log");
+        let mut args = vec![
+            "sync".to_owned(),
+            dir.display().to_string(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--no-lan".to_owned(),
+        ];
+        args.extend(extra.iter().cloned());
+        // A new node starts a new log; a restart appends to it.
+        let _ = fs::remove_file(&log);
+        let mut node = Self {
+            dir: dir.to_owned(),
+            port,
+            log,
+            args,
+            child: None,
+        };
+        node.spawn();
+        node
+    }
+
+    /// `--known-host` for this node.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(bin())
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("swarmsync starts");
+        self.child = Some(child);
+    }
+
+    /// Stops it the hard way (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again with the same arguments (the secret is stored by now).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn write(&self, rel: &str, data: &[u8]) {
+        let path = self.dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, data).unwrap();
+    }
+
+    pub fn tree(&self) -> BTreeMap<String, Vec<u8>> {
+        tree(&self.dir)
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Files in `.sync/Archive/`, by content.
+    pub fn archived(&self) -> Vec<Vec<u8>> {
+        tree(&self.dir.join(".sync/Archive"))
+            .into_values()
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The read-write key a first run printed.
+pub fn printed_secret(node: &Node) -> String {
+    let start = Instant::now();
+    while start.elapsed() < SETTLE {
+        if let Some(key) = node
+            .log_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("read-write:"))
+            .and_then(|l| l.split_whitespace().next())
+        {
+            return key.to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no secret printed:\n{}", node.log_text());
+}
+
+/// Every file below `root` (not `.sync/`, not our temporaries), by relative path.
+pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if rel == ".sync" {
+                continue;
+            }
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                stack.push(path);
+            } else if kind.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                out.insert(
+                    format!("{rel} ->"),
+                    target.to_string_lossy().as_bytes().to_vec(),
+                );
+            } else {
+                out.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `done` holds, or fails the test after [`SETTLE`] with `what`.
+pub fn wait_until(what: &str, nodes: &[&Node], mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < SETTLE {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs: String = nodes
+        .iter()
+        .map(|n| format!("\n--- {}\n{}", n.dir.display(), n.log_text()))
+        .collect();
+    panic!("timed out waiting for: {what}{logs}");
+}
+
+/// Waits until every node holds the same tree, byte for byte.
+pub fn wait_same(nodes: &[&Node]) {
+    let describe = || {
+        nodes
+            .iter()
+            .map(|n| {
+                let files: Vec<String> = n
+                    .tree()
+                    .into_iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k} ({} bytes: {:?})",
+                            v.len(),
+                            String::from_utf8_lossy(&v[..v.len().min(40)])
+                        )
+                    })
+                    .collect();
+                format!("\n{}: {files:#?}", n.dir.display())
+            })
+            .collect::<String>()
+    };
+    let start = Instant::now();
+    while start.elapsed() < SETTLE {
+        let first = nodes[0].tree();
+        if nodes.iter().all(|n| n.tree() == first) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let trees = describe();
+    wait_until(&format!("identical trees{trees}"), nodes, || false);
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
