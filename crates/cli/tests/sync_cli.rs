@@ -1,5 +1,11 @@
 //! `swarmsync sync DIR` as a real binary: the first run makes a secret, later
 //! runs reuse it, another folder's secret is refused.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

@@ -1,4 +1,10 @@
 //! Real `swarmsync sync` processes on loopback, trees compared byte for byte.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
