@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# swarmsync against Syncthing, an rsync daemon and `cp`, on loopback inside a private
+# network namespace, in one run. See docs/BENCHMARKS.md for what it measures and how.
+#
+#   sudo bench/run.sh                 # reduced scale (BENCH_SCALE=0.25), ~15 min on 2 cores
+#   sudo BENCH_SCALE=1 bench/run.sh   # the issue's full datasets (4 x 256 MiB; 20,000 files)
+#
+# Environment (defaults in brackets):
+#   BENCH_SCALE [0.25]    dataset scale: large = 4 files x 256 MiB x SCALE,
+#                         small = 20,000 x SCALE files of 1-64 KiB in 200 x SCALE dirs
+#   BENCH_ROUNDS [3]      interleaved rounds (medians are reported)
+#   BENCH_PAUSE [5]       seconds of pause after `sync` before every timer
+#   BENCH_DATASETS ["large small"]
+#   BENCH_TOOLS ["swarmsync syncthing rsync rsync-fsync cp"]
+#   BENCH_ROOT [/var/tmp/swarmsync-bench]   datasets, scratch trees, logs, results
+#   BENCH_SEED [20261201] dataset seed
+#   BENCH_TIMEOUT [3600]  bound on the whole comparison, seconds
+#   BENCH_NO_BUILD=1      skip `cargo build --release`
+#   BENCH_REV=<rev>       build that committed revision (e.g. HEAD) from a `git archive`
+#                         export under $BENCH_ROOT/src instead of the working tree (the
+#                         working tree is shared and may hold someone's half-done edit);
+#                         its target dir is $BENCH_ROOT/target, seeded from target/release
+#
+# Results: a markdown table on stdout and in $BENCH_ROOT/results.md (raw: results.json).
+# Exits non-zero if any tree failed to verify byte for byte.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+export BENCH_SCALE=${BENCH_SCALE:-0.25}
+export BENCH_ROOT=${BENCH_ROOT:-/var/tmp/swarmsync-bench}
+SEED=${BENCH_SEED:-20261201}
+NS=swarmsync-bench-$$
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "bench/run.sh needs root (network namespace, nftables, apt-get)" >&2
+    exit 2
+fi
+
+# --- tools
+need=()
+command -v syncthing >/dev/null || need+=(syncthing)
+command -v rsync >/dev/null || need+=(rsync)
+command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+command -v b3sum >/dev/null || need+=(b3sum)
+command -v openssl >/dev/null || need+=(openssl)
+if ((${#need[@]})); then
+    echo "installing: ${need[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >&2 ||
+        { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" >&2; }
+fi
+
+# --- build
+SRC=$REPO
+if [[ -n ${BENCH_REV:-} ]]; then
+    rev=$(git -C "$REPO" rev-parse --short "$BENCH_REV")
+    SRC=$BENCH_ROOT/src-$rev
+    if [[ ! -d $SRC ]]; then
+        mkdir -p "$SRC.part"
+        git -C "$REPO" archive "$rev" | tar -x -C "$SRC.part"
+        mv "$SRC.part" "$SRC"
+    fi
+    export CARGO_TARGET_DIR=$BENCH_ROOT/target
+    if [[ ! -d $CARGO_TARGET_DIR/release && -d $REPO/target/release ]]; then
+        mkdir -p "$CARGO_TARGET_DIR"
+        cp -a "$REPO/target/release" "$CARGO_TARGET_DIR/release"
+    fi
+fi
+if [[ -z ${BENCH_NO_BUILD:-} ]]; then
+    (cd "$SRC" && cargo build --release --bin swarmsync >&2)
+fi
+export SWARMSYNC_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/swarmsync
+
+# --- datasets (reused when their manifest matches)
+mkdir -p "$BENCH_ROOT/data"
+for ds in ${BENCH_DATASETS:-large small}; do
+    python3 bench/gen_data.py "$BENCH_ROOT/data/$ds-$(python3 -c "print(f'{float(\"$BENCH_SCALE\"):g}')")" "$ds" "$BENCH_SCALE" "$SEED"
+done
+
+# --- the namespace: only `lo`, so nothing can leave the machine
+cleanup() {
+    local pids
+    pids=$(ip netns pids "$NS" 2>/dev/null || true)
+    if [[ -n $pids ]]; then
+        # Everything in this namespace was started by this script.
+        kill $pids 2>/dev/null || true
+        sleep 2
+        pids=$(ip netns pids "$NS" 2>/dev/null || true)
+        [[ -z $pids ]] || kill -9 $pids 2>/dev/null || true
+    fi
+    ip netns delete "$NS" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ip netns add "$NS"
+ip netns exec "$NS" ip link set lo up
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "machine: nproc=$(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r)"
+    echo "fs: $(df -T "$BENCH_ROOT" | awk 'NR==2{print $2" on "$1}')"
+    if [[ -n ${BENCH_REV:-} ]]; then
+        echo "swarmsync: $rev (committed, built from a clean export), $("$SWARMSYNC_BIN" --version)"
+    else
+        echo "swarmsync: working tree at $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo ' with uncommitted changes'), $("$SWARMSYNC_BIN" --version)"
+    fi
+    echo "syncthing: $(syncthing --version | awk '{print $2}')"
+    echo "rsync: $(rsync --version | head -1 | awk '{print $3}')"
+    echo "load before: $(uptime | sed 's/.*load average: //')"
+} | tee "$BENCH_ROOT/conditions.txt"
+
+status=0
+timeout --signal=TERM --kill-after=30 "${BENCH_TIMEOUT:-3600}" \
+    ip netns exec "$NS" python3 "$REPO/bench/harness.py" || status=$?
+echo "load after: $(uptime | sed 's/.*load average: //')" | tee -a "$BENCH_ROOT/conditions.txt"
+exit $status
