@@ -24,6 +24,20 @@ pub(crate) enum Command {
     Key(KeyCommand),
     /// Keep DIR in sync, in the foreground, until SIGINT/SIGTERM.
     Sync(SyncArgs),
+    /// What DIR holds, its peers, and what is still needed.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The synced folder.
+    pub(crate) dir: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Where the folder's state lives (default DIR/.sync/).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

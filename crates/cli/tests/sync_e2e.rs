@@ -212,3 +212,54 @@ fn ignored_files_stay_local() {
     assert!(!tree.contains_key("scratch.tmp"), "{tree:?}");
     assert!(!tree.keys().any(|k| k.starts_with("build")), "{tree:?}");
 }
+
+#[test]
+fn status_shows_what_the_folder_holds_and_its_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&tmp.path().join("a"), &[]);
+    let secret = printed_secret(&a);
+    a.write("one.txt", b"1");
+    a.write("sub/two.txt", b"22");
+    let mut b = Node::start(&tmp.path().join("b"), &secret_args(&secret, &[&a]));
+    wait_same(&[&a, &b]);
+    let status = |dir: &std::path::Path| -> serde_json::Value {
+        let out = std::process::Command::new(common::bin())
+            .args(["status", "--json"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    wait_until("b's status shows the files and a", &[&a, &b], || {
+        let s = status(&b.dir);
+        s["running"] == true
+            && s["files"] == 2
+            && s["peers"].as_array().is_some_and(|p| p.len() == 1)
+    });
+    let s = status(&b.dir);
+    assert_eq!(s["to_fetch_files"], 0);
+    assert_eq!(s["access"], "read-write");
+    assert_eq!(s["peers"][0]["address"], a.addr());
+    let text = std::process::Command::new(common::bin())
+        .arg("status")
+        .arg(&b.dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("running:  yes") && text.contains("2 files"),
+        "{text}"
+    );
+
+    // A folder whose sync is not running still reports what its index holds.
+    b.kill();
+    wait_until("b's status goes stale", &[&a, &b], || {
+        status(&b.dir)["running"] == false
+    });
+    assert_eq!(status(&b.dir)["files"], 2);
+}

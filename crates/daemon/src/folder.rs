@@ -26,6 +26,7 @@ use wire::{
 use crate::DaemonError;
 use crate::disk::{Disk, local_stat};
 use crate::peer::PeerLink;
+use crate::status::{FolderStatus, MAX_NEEDED, NeededStatus, PeerStatus, StatusHandle, now_ms};
 
 /// Most bytes of responses waiting unsent to one peer before we answer "busy".
 const MAX_QUEUED_BYTES: u64 = 64 << 20;
@@ -70,6 +71,23 @@ struct Peer {
     link: PeerLink,
     /// The last sequence of our index this peer was sent.
     sent: u64,
+    /// Block bytes received from and sent to it.
+    received_bytes: u64,
+    sent_bytes: u64,
+    /// The same at the last status snapshot, for rates.
+    last_sample: (u64, u64),
+}
+
+impl Peer {
+    fn new(link: PeerLink) -> Self {
+        Self {
+            link,
+            sent: 0,
+            received_bytes: 0,
+            sent_bytes: 0,
+            last_sample: (0, 0),
+        }
+    }
 }
 
 /// The state of one folder's thread.
@@ -84,6 +102,12 @@ pub(crate) struct FolderTask {
     requests: HashMap<u32, BlockRequest>,
     next_request: u32,
     software: String,
+    state_dir: PathBuf,
+    folder_id: String,
+    status: StatusHandle,
+    last_status: Option<Instant>,
+    /// The index summary, with the index sequence it was counted at.
+    summary: (Option<u64>, index::Summary),
 }
 
 fn lookup(index: &Index, path: &RelPath) -> Option<LocalEntry> {
@@ -102,9 +126,11 @@ fn lookup(index: &Index, path: &RelPath) -> Option<LocalEntry> {
 impl FolderTask {
     pub(crate) fn open(
         root: PathBuf,
+        state_dir: PathBuf,
         index_path: &std::path::Path,
         key: &FolderKey,
         me: PeerId,
+        status: StatusHandle,
     ) -> Result<Self, DaemonError> {
         let ro_key = key.ro_key().ok_or(DaemonError::EncryptedNotSupported)?;
         let signer = key.signing_key();
@@ -130,6 +156,11 @@ impl FolderTask {
             requests: HashMap::new(),
             next_request: 1,
             software: format!("swarmsync/{}", env!("CARGO_PKG_VERSION")),
+            state_dir,
+            folder_id: key.folder_id().to_string(),
+            status,
+            last_status: None,
+            summary: (None, index::Summary::default()),
         })
     }
 
@@ -161,6 +192,7 @@ impl FolderTask {
             }
             self.drive(now);
             self.announce();
+            self.refresh_status(now);
         }
         for peer in self.peers.values() {
             peer.link.send(Message::Close(wire::Close::new(
@@ -168,6 +200,8 @@ impl FolderTask {
                 "stopping",
             )));
         }
+        // A stopped folder publishes no status.
+        let _ = std::fs::remove_file(self.state_dir.join(crate::status::STATUS_FILE));
         Ok(())
     }
 
@@ -239,7 +273,7 @@ impl FolderTask {
             self.peer_down(&peer);
         }
         self.engine.peer_connected(peer);
-        self.peers.insert(peer, Peer { link, sent: 0 });
+        self.peers.insert(peer, Peer::new(link));
     }
 
     fn peer_down(&mut self, peer: &PeerId) {
@@ -275,7 +309,12 @@ impl FolderTask {
                     tracing::warn!(peer = %r.peer, reason = %r.reason, "rejected a record");
                 }
             }
-            Message::Request(request) => self.serve(&link, request),
+            Message::Request(request) => {
+                let sent = self.serve(&link, request);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.sent_bytes += sent;
+                }
+            }
             Message::Response(response) => self.receive(peer, response, now),
             Message::Availability(a) => {
                 if let Ok(path) = RelPath::new(a.path.as_str()) {
@@ -298,7 +337,8 @@ impl FolderTask {
     }
 
     /// Answers a block request from local files, verified before it is sent.
-    fn serve(&self, link: &PeerLink, request: wire::Request) {
+    /// Returns the block bytes sent.
+    fn serve(&self, link: &PeerLink, request: wire::Request) -> u64 {
         let result = if link.queued_bytes() > MAX_QUEUED_BYTES {
             Err(ResponseError::Busy)
         } else if request.size == 0 || request.size > record::MAX_BLOCK_SIZE {
@@ -308,10 +348,12 @@ impl FolderTask {
                 .and_then(|data| Block::new(data).ok())
                 .ok_or(ResponseError::NotFound)
         };
+        let sent = result.as_ref().map_or(0, |b| b.as_bytes().len() as u64);
         link.send(Message::Response(wire::Response {
             request_id: request.request_id,
             result,
         }));
+        sent
     }
 
     fn find_block(&self, hint: Option<&BlockHint>, size: u32, hash: &[u8; 32]) -> Option<Vec<u8>> {
@@ -600,6 +642,70 @@ impl FolderTask {
             }
             peer.sent = peer.sent.max(self.index.sequence());
         }
+    }
+}
+
+impl FolderTask {
+    /// Refreshes the status snapshot about once a second (and the index summary
+    /// every few seconds: it counts rows).
+    fn refresh_status(&mut self, now: Instant) {
+        let elapsed = match self.last_status {
+            Some(at) if now.saturating_duration_since(at) < Duration::from_secs(1) => return,
+            Some(at) => now.saturating_duration_since(at).as_secs_f64(),
+            None => 1.0,
+        };
+        self.last_status = Some(now);
+        // Counting rows costs: only when the index changed since the last count.
+        if self.summary.0 != Some(self.index.sequence())
+            && let Ok(summary) = self.index.summary()
+        {
+            self.summary = (Some(self.index.sequence()), summary);
+        }
+        let summary = self.summary.1;
+        let progress = self.engine.progress();
+        let peers = self
+            .peers
+            .iter_mut()
+            .map(|(id, p)| {
+                let (r0, s0) = p.last_sample;
+                p.last_sample = (p.received_bytes, p.sent_bytes);
+                PeerStatus {
+                    peer: id.to_string(),
+                    address: p.link.remote.to_string(),
+                    access: p.link.access.to_string(),
+                    received_bytes: p.received_bytes,
+                    sent_bytes: p.sent_bytes,
+                    receive_rate: (p.received_bytes - r0) as f64 / elapsed,
+                    send_rate: (p.sent_bytes - s0) as f64 / elapsed,
+                }
+            })
+            .collect();
+        let needed = self
+            .engine
+            .needed()
+            .into_iter()
+            .take(MAX_NEEDED)
+            .map(|(path, sources)| NeededStatus {
+                path: path.to_string(),
+                sources: sources.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        let status = FolderStatus {
+            folder_id: self.folder_id.clone(),
+            access: self.access.to_string(),
+            updated_unix_ms: now_ms(),
+            files: summary.files,
+            directories: summary.directories,
+            bytes: summary.bytes,
+            to_fetch_files: progress.files,
+            to_fetch_bytes: progress.bytes,
+            peers,
+            needed,
+        };
+        if let Err(e) = status.write(&self.state_dir) {
+            tracing::debug!(error = %e, "writing the status file failed");
+        }
+        self.status.set(status);
     }
 }
 

@@ -19,10 +19,12 @@ mod folder;
 mod peer;
 pub mod run;
 pub mod state;
+pub mod status;
 mod watcher;
 
 pub use disk::ARCHIVE_DIR;
 pub use run::{SyncOptions, run};
+pub use status::{FolderStatus, StatusHandle};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,7 @@ use crate::DaemonError;
 use crate::folder::{FolderEvent, FolderTask, TICK};
 use crate::peer::PeerLink;
 use crate::state::StateDir;
+use crate::status::StatusHandle;
 
 /// What `sync` runs.
 #[derive(Debug)]
@@ -28,6 +29,8 @@ pub struct SyncOptions {
     pub rescan_interval: Duration,
     /// Watch the folder for changes (else only periodic scans).
     pub watch: bool,
+    /// Where the folder task publishes its status.
+    pub status: StatusHandle,
 }
 
 impl SyncOptions {
@@ -38,6 +41,7 @@ impl SyncOptions {
             net: NetConfig::default(),
             rescan_interval: Duration::from_secs(3600),
             watch: true,
+            status: StatusHandle::default(),
         }
     }
 }
@@ -56,7 +60,14 @@ pub fn run(
         .map_err(DaemonError::Runtime)?;
     let key = state.key().clone();
     let me = state.peer_id();
-    let task = FolderTask::open(options.root.clone(), &state.index_path(), &key, me)?;
+    let task = FolderTask::open(
+        options.root.clone(),
+        state.path().to_owned(),
+        &state.index_path(),
+        &key,
+        me,
+        options.status.clone(),
+    )?;
     let (events_tx, events_rx) = mpsc::channel::<FolderEvent>(1024);
 
     let folder = std::thread::Builder::new()

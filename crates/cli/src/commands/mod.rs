@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
 pub(crate) mod key;
+pub(crate) mod progress;
+pub(crate) mod status;
 pub(crate) mod sync;

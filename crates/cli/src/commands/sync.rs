@@ -35,6 +35,7 @@ pub(crate) fn run(args: &SyncArgs) -> Result<(), Failure> {
         state.key().folder_id(),
         state.key().access()
     );
+    let _progress = super::progress::Progress::start(options.status.clone());
     daemon::run(options, &state, stop_signal()).map_err(|e| {
         if e.is_bad_input() {
             Failure::BadInput(e.into())
