@@ -14,15 +14,16 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SETTLE, noise, tree};
+/// How long a test waits for something before it fails (a bound, not a
+/// measurement).
+const SETTLE: Duration = Duration::from_secs(60);
 
 /// Every namespace this file creates starts with this, then our pid.
 const PREFIX: &str = "swcli-lan-";
@@ -174,8 +175,9 @@ impl Peer {
         }
     }
 
+    /// The log, without the colour codes the logger writes even to a file.
     fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        strip_ansi(&fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     fn tree(&self) -> BTreeMap<String, Vec<u8>> {
@@ -210,6 +212,26 @@ impl Drop for Peer {
     }
 }
 
+/// `text` without ANSI escape sequences (`ESC [ … letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Everything the peers logged, for failure messages.
 fn logs(peers: &[&Peer]) -> String {
     peers
@@ -233,6 +255,66 @@ fn wait_until(what: &str, peers: &mut [&mut Peer], mut done: impl FnMut(&[&mut P
     }
     let all: Vec<&Peer> = peers.iter().map(|p| &**p).collect();
     panic!("timed out waiting for: {what}{}", logs(&all));
+}
+
+/// Every file and directory below `root` except `.sync/`, by relative path
+/// (directories end in `/`). The daemon may rename or remove files while we
+/// walk; whatever vanishes under us is left out (the callers poll again).
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn gone<T>(r: std::io::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => panic!("reading the tree: {e}"),
+        }
+    }
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Some(entries) = gone(fs::read_dir(&dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let Some(entry) = gone(entry) else { continue };
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel == ".sync" {
+                continue;
+            }
+            let Some(kind) = gone(entry.file_type()) else {
+                continue;
+            };
+            if kind.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                stack.push(path);
+            } else if kind.is_symlink() {
+                if let Some(target) = gone(fs::read_link(&path)) {
+                    let target = target.to_string_lossy().as_bytes().to_vec();
+                    out.insert(format!("{rel} ->"), target);
+                }
+            } else if let Some(data) = gone(fs::read(&path)) {
+                out.insert(rel, data);
+            }
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
 }
 
 /// A short description of a tree: names and sizes.
@@ -327,8 +409,19 @@ fn lan_discovery_alone_connects_two_processes_and_they_sync() {
     assert_eq!(b.tree(), want, "B holds exactly what A started with");
     assert_eq!(b.tree()["deep/er/large.bin"].len(), (5 << 20) + 12_345);
 
-    // They met on the veth addresses, found by LAN discovery.
+    // They met on the veth addresses, and the side that dialed found the
+    // other by LAN discovery (the accepting side reports "incoming").
     let (la, lb) = (a.log_text(), b.log_text());
+    let via_lan = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(" connected "))
+            .any(|l| l.contains("source=\"lan\"") || l.contains("source=lan "))
+    };
+    assert!(
+        via_lan(&la) || via_lan(&lb),
+        "a channel found by LAN discovery:{}",
+        logs(&[&a, &b])
+    );
     assert!(
         lb.lines()
             .any(|l| l.contains("peer connected") && l.contains(&lan.addrs[0])),
