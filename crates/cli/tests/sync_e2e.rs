@@ -263,3 +263,62 @@ fn status_shows_what_the_folder_holds_and_its_peers() {
     });
     assert_eq!(status(&b.dir)["files"], 2);
 }
+
+/// A tmpfs of `size` at `dir`, unmounted on drop; `None` where mounting is not
+/// allowed (not root, no tmpfs).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Self> {
+        fs::create_dir_all(dir).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .ok()?
+            .success();
+        ok.then(|| Self(dir.to_owned()))
+    }
+
+    fn grow(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn disk_full_stops_writing_and_resumes_when_there_is_space() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("b"), "3m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let a_dir = tmp.path().join("a");
+    fs::create_dir_all(&a_dir).unwrap();
+    fs::write(a_dir.join("small.txt"), b"fits").unwrap();
+    fs::write(a_dir.join("large.bin"), noise(6 << 20, 9)).unwrap();
+    let a = Node::start(&a_dir, &[]);
+    let secret = printed_secret(&a);
+    let mut b = Node::start(&tmp.path().join("b"), &secret_args(&secret, &[&a]));
+    wait_until("b says its disk is full", &[&a, &b], || {
+        b.log_text().contains("disk full")
+    });
+    assert!(b.tree().get("large.bin").is_none(), "no torn file");
+    disk.grow("64m");
+    wait_same(&[&a, &b]);
+    b.kill();
+}

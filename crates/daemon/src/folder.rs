@@ -106,6 +106,8 @@ pub(crate) struct FolderTask {
     folder_id: String,
     status: StatusHandle,
     last_status: Option<Instant>,
+    /// Changes that failed (disk full, …), to try again at the given time.
+    retries: Vec<(Instant, PeerId, SignedRecord)>,
     /// The index summary, with the index sequence it was counted at.
     summary: (Option<u64>, index::Summary),
 }
@@ -160,6 +162,7 @@ impl FolderTask {
             folder_id: key.folder_id().to_string(),
             status,
             last_status: None,
+            retries: Vec::new(),
             summary: (None, index::Summary::default()),
         })
     }
@@ -188,7 +191,10 @@ impl FolderTask {
                 FolderEvent::Message { peer, message } => self.handle_message(peer, message, now),
                 FolderEvent::LocalChange(paths) => self.scan_paths(&paths)?,
                 FolderEvent::Rescan => self.full_scan()?,
-                FolderEvent::Tick => self.engine.handle_timeout(now),
+                FolderEvent::Tick => {
+                    self.engine.handle_timeout(now);
+                    self.retry_due(now);
+                }
             }
             self.drive(now);
             self.announce();
@@ -406,7 +412,7 @@ impl FolderTask {
                     .write_block(&request.path, &request.file_hash, request.offset, &data)
         {
             report_io("writing a block of", &request.path, &e);
-            self.engine.handle_apply_failed(&request.path);
+            self.apply_failed(&request.path, None);
         }
     }
 
@@ -474,7 +480,7 @@ impl FolderTask {
         let mut present = Vec::new();
         if let Err(e) = self.disk.open_temp(path, &record.hash) {
             report_io("creating the temporary of", path, &e);
-            self.engine.handle_apply_failed(path);
+            self.apply_failed(path, None);
             return;
         }
         let mut offset = 0u64;
@@ -485,7 +491,7 @@ impl FolderTask {
                     Ok(()) => present.push(i),
                     Err(e) => {
                         report_io("writing a block of", path, &e);
-                        self.engine.handle_apply_failed(path);
+                        self.apply_failed(path, None);
                         return;
                     }
                 }
@@ -503,7 +509,7 @@ impl FolderTask {
             let before = seq(&self.index);
             if let Err(e) = self.scan_paths(std::slice::from_ref(&record.path)) {
                 tracing::warn!(path = %record.path, error = %e, "rescan before replacing failed");
-                self.engine.handle_apply_failed(&record.path);
+                self.apply_failed(&record.path, None);
                 return;
             }
             if seq(&self.index) != before {
@@ -543,7 +549,7 @@ impl FolderTask {
                 };
                 if let Err(e) = self.index.put(update) {
                     tracing::error!(path = %record.path, error = %e, "storing a record failed");
-                    self.engine.handle_apply_failed(&record.path);
+                    self.apply_failed(&record.path, None);
                     return;
                 }
                 tracing::debug!(path = %record.path, deleted = record.deleted, "applied");
@@ -553,7 +559,7 @@ impl FolderTask {
             }
             Err(e) => {
                 report_io("applying", &record.path, &e);
-                self.engine.handle_apply_failed(&record.path);
+                self.apply_failed(&record.path, Some(signed));
             }
         }
     }
@@ -588,7 +594,7 @@ impl FolderTask {
             }
             Err(e) => {
                 report_io("moving aside", path, &e);
-                self.engine.handle_apply_failed(path);
+                self.apply_failed(path, None);
             }
         }
     }
@@ -706,6 +712,46 @@ impl FolderTask {
             tracing::debug!(error = %e, "writing the status file failed");
         }
         self.status.set(status);
+    }
+}
+
+/// How long a failed change waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Most failed changes remembered for a retry.
+const MAX_RETRIES: usize = 10_000;
+
+impl FolderTask {
+    /// Drops `path` from the plan and remembers its record to try again later: a
+    /// full disk stops writing, and writing resumes once there is space.
+    fn apply_failed(&mut self, path: &RelPath, signed: Option<SignedRecord>) {
+        let returned = self.engine.handle_apply_failed(path);
+        let retry = returned.or_else(|| signed.map(|s| (self.me, s)));
+        if let Some((peer, signed)) = retry
+            && self.retries.len() < MAX_RETRIES
+        {
+            self.retries
+                .push((Instant::now() + RETRY_AFTER, peer, signed));
+        }
+    }
+
+    /// Hands failed changes whose time has come back to the engine.
+    fn retry_due(&mut self, now: Instant) {
+        if self.retries.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retries)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.retries = later;
+        for (_, peer, signed) in due {
+            let index = &self.index;
+            let rejected = self
+                .engine
+                .handle_records(peer, vec![signed], &|p: &RelPath| lookup(index, p));
+            for r in rejected {
+                tracing::warn!(reason = %r.reason, "a retried record no longer verifies");
+            }
+        }
     }
 }
 

@@ -505,12 +505,14 @@ impl Folder {
     }
 
     /// The action for `path` failed (disk full, the file changed meanwhile, …):
-    /// the path is dropped from the plan; the record comes again with the next
-    /// index exchange or rescan.
-    pub fn handle_apply_failed(&mut self, path: &RelPath) {
-        self.forget_need(path);
+    /// the path is dropped from the plan. A file being fetched is returned with the
+    /// peer that announced it, for the daemon to hand back later through
+    /// [`handle_records`](Self::handle_records) (it comes again with the next index
+    /// exchange anyway).
+    pub fn handle_apply_failed(&mut self, path: &RelPath) -> Option<(PeerId, SignedRecord)> {
         self.busy.remove(path);
         self.settle_after_move.remove(path);
+        self.forget_need(path).map(|n| (n.from, n.signed))
     }
 
     /// The scanner recorded a local change to `path`: a version being fetched for it
