@@ -101,4 +101,7 @@ pub(crate) struct SyncArgs {
     /// Where the index, secret and node identity live (default DIR/.sync/).
     #[arg(long, value_name = "DIR")]
     pub(crate) state: Option<PathBuf>,
+    /// Days replaced and deleted files stay in DIR/.sync/Archive/.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub(crate) archive_days: u32,
 }

@@ -211,14 +211,7 @@ impl Disk {
 
     /// Where `rel` goes in the archive at `when`: `.sync/Archive/dir/name~YYYYMMDD-HHMMSS.ext`.
     pub(crate) fn archive_path(&self, rel: &RelPath, when: SystemTime) -> PathBuf {
-        let stamp = record::conflict_name("x", Timestamp::from_system(when), keys::ShortId(0));
-        // conflict_name gives "x.sync-conflict-YYYYMMDD-HHMMSS-…": reuse its clock.
-        let time = stamp
-            .split('-')
-            .skip(2)
-            .take(2)
-            .collect::<Vec<_>>()
-            .join("-");
+        let time = Timestamp::from_system(when).utc_stamp();
         let name = rel.file_name();
         let (stem, ext) = match name.rfind('.') {
             Some(i) if i > 0 => name.split_at(i),
@@ -238,6 +231,50 @@ impl Disk {
         }
         candidate
     }
+}
+
+/// Deletes archived versions older than `keep` (by the time in their name) and
+/// archive directories left empty. Returns how many files went.
+pub(crate) fn prune_archive(root: &Path, keep: std::time::Duration, now: SystemTime) -> usize {
+    let Some(cutoff) = now.checked_sub(keep) else {
+        return 0;
+    };
+    let cutoff = Timestamp::from_system(cutoff);
+    let archive = root.join(STATE_DIR).join(ARCHIVE_DIR);
+    let mut removed = 0;
+    let mut dirs = vec![archive.clone()];
+    let mut seen_dirs = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        seen_dirs.push(dir);
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                dirs.push(entry.path());
+                continue;
+            }
+            let name = entry.file_name();
+            let stamp = archived_at(&name.to_string_lossy());
+            if stamp.is_some_and(|t| t < cutoff) && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    // Deepest first; remove_dir fails (harmlessly) on directories still in use.
+    for dir in seen_dirs.iter().rev().filter(|d| **d != archive) {
+        let _ = fs::remove_dir(dir);
+    }
+    removed
+}
+
+/// The time in an archived name `stem~YYYYMMDD-HHMMSS[-n][.ext]`.
+fn archived_at(name: &str) -> Option<Timestamp> {
+    let (_, tail) = name.rsplit_once('~')?;
+    Timestamp::from_utc_stamp(tail.get(..15)?)
 }
 
 /// Removes temporaries left by an earlier run (a crash or a kill), anywhere in
@@ -299,5 +336,74 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
         Some(dir) => File::open(dir)?.sync_all(),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn archive_keeps_paths_and_prunes_by_age() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk::new(tmp.path().to_owned());
+        let rel = RelPath::new("docs/report.pdf").unwrap();
+        fs::create_dir_all(tmp.path().join("docs")).unwrap();
+        fs::write(disk.path(&rel), b"old version").unwrap();
+        disk.archive_existing(&rel).unwrap();
+        assert!(!disk.path(&rel).exists());
+        let archived: Vec<_> = fs::read_dir(tmp.path().join(".sync/Archive/docs"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(archived.len(), 1);
+        let name = archived[0].file_name().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("report~") && name.ends_with(".pdf"),
+            "{name}"
+        );
+        assert_eq!(fs::read(archived[0].path()).unwrap(), b"old version");
+
+        // Kept while young, gone once older than the limit; the empty directory too.
+        let day = Duration::from_secs(86_400);
+        assert_eq!(prune_archive(tmp.path(), 30 * day, SystemTime::now()), 0);
+        assert_eq!(
+            prune_archive(tmp.path(), 30 * day, SystemTime::now() + 31 * day),
+            1
+        );
+        assert!(!tmp.path().join(".sync/Archive/docs").exists());
+        assert!(tmp.path().join(".sync/Archive").exists());
+    }
+
+    #[test]
+    fn a_second_archive_of_the_same_name_does_not_overwrite() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk::new(tmp.path().to_owned());
+        let rel = RelPath::new("a.txt").unwrap();
+        for content in [b"one", b"two"] {
+            fs::write(disk.path(&rel), content).unwrap();
+            disk.archive_existing(&rel).unwrap();
+        }
+        let mut kept: Vec<Vec<u8>> = fs::read_dir(tmp.path().join(".sync/Archive"))
+            .unwrap()
+            .flatten()
+            .map(|e| fs::read(e.path()).unwrap())
+            .collect();
+        kept.sort();
+        assert_eq!(kept, vec![b"one".to_vec(), b"two".to_vec()]);
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_but_not_in_state_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("d")).unwrap();
+        fs::write(tmp.path().join("d/.sync-tmp-abc-file"), b"partial").unwrap();
+        fs::create_dir_all(tmp.path().join(".sync")).unwrap();
+        fs::write(tmp.path().join(".sync/.sync-tmp-keep"), b"state").unwrap();
+        fs::write(tmp.path().join("d/real"), b"real").unwrap();
+        assert_eq!(remove_stale_temporaries(tmp.path()), 1);
+        assert!(tmp.path().join("d/real").exists());
+        assert!(tmp.path().join(".sync/.sync-tmp-keep").exists());
     }
 }

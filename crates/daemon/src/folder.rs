@@ -106,6 +106,8 @@ pub(crate) struct FolderTask {
     folder_id: String,
     status: StatusHandle,
     last_status: Option<Instant>,
+    /// How long `.sync/Archive/` keeps replaced and deleted versions.
+    archive_keep: Duration,
     /// Changes that failed (disk full, …), to try again at the given time.
     retries: Vec<(Instant, PeerId, SignedRecord)>,
     /// The index summary, with the index sequence it was counted at.
@@ -133,6 +135,7 @@ impl FolderTask {
         key: &FolderKey,
         me: PeerId,
         status: StatusHandle,
+        archive_keep: Duration,
     ) -> Result<Self, DaemonError> {
         let ro_key = key.ro_key().ok_or(DaemonError::EncryptedNotSupported)?;
         let signer = key.signing_key();
@@ -163,6 +166,7 @@ impl FolderTask {
             status,
             last_status: None,
             retries: Vec::new(),
+            archive_keep,
             summary: (None, index::Summary::default()),
         })
     }
@@ -212,6 +216,11 @@ impl FolderTask {
     }
 
     fn full_scan(&mut self) -> Result<(), DaemonError> {
+        let now = std::time::SystemTime::now();
+        let pruned = crate::disk::prune_archive(self.disk.root(), self.archive_keep, now);
+        if pruned > 0 {
+            tracing::info!(pruned, "removed archived versions past their keeping time");
+        }
         let before = self.needed_sequences();
         let summary = scan::scan_once(self.disk.root(), &mut self.index, &self.scan)?;
         if summary.changed_anything() {

@@ -31,6 +31,8 @@ pub struct SyncOptions {
     pub watch: bool,
     /// Where the folder task publishes its status.
     pub status: StatusHandle,
+    /// How long replaced and deleted versions stay in `.sync/Archive/`.
+    pub archive_keep: Duration,
 }
 
 impl SyncOptions {
@@ -42,6 +44,7 @@ impl SyncOptions {
             rescan_interval: Duration::from_secs(3600),
             watch: true,
             status: StatusHandle::default(),
+            archive_keep: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -67,6 +70,7 @@ pub fn run(
         &key,
         me,
         options.status.clone(),
+        options.archive_keep,
     )?;
     let (events_tx, events_rx) = mpsc::channel::<FolderEvent>(1024);
 

@@ -24,8 +24,7 @@ pub fn conflict_name(name: &str, when: Timestamp, peer: ShortId) -> String {
         Some(i) if i > 0 => name.split_at(i),
         _ => (name, ""),
     };
-    let (y, mo, d, h, mi, s) = civil(when.secs);
-    let marker = format!("{MARKER}{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{peer}");
+    let marker = format!("{MARKER}{}-{peer}", when.utc_stamp());
     let room = MAX_COMPONENT_LEN.saturating_sub(marker.len() + ext.len());
     let mut cut = stem.len().min(room);
     while !stem.is_char_boundary(cut) {
@@ -66,6 +65,45 @@ pub fn is_conflict_name(name: &str) -> bool {
 /// Year, month, day, hour, minute, second in UTC (proleptic Gregorian), after
 /// Howard Hinnant's `civil_from_days`. Years outside 0..=9999 are clamped so the
 /// name keeps its fixed width.
+impl Timestamp {
+    /// `YYYYMMDD-HHMMSS` in UTC, as in conflict and archive names.
+    pub fn utc_stamp(self) -> String {
+        let (y, mo, d, h, mi, s) = civil(self.secs);
+        format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}")
+    }
+
+    /// The time a [`utc_stamp`](Self::utc_stamp) names, if `stamp` is one.
+    pub fn from_utc_stamp(stamp: &str) -> Option<Self> {
+        let b = stamp.as_bytes();
+        if b.len() != 15 || b.get(8) != Some(&b'-') {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = stamp.get(r)?;
+            part.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| part.parse().ok())?
+        };
+        let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+        let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        // Days from the civil date (the inverse of `civil`).
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let mp = if m > 2 { m - 3 } else { m + 9 };
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Some(Self {
+            secs: days * 86_400 + h * 3600 + mi * 60 + s,
+            nanos: 0,
+        })
+    }
+}
+
 fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     // Clamp to 0000-01-01 ..= 9999-12-31T23:59:59.
     let secs = secs.clamp(-62_167_219_200, 253_402_300_799);
@@ -94,6 +132,38 @@ fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_stamps_round_trip() {
+        for secs in [
+            0,
+            1_796_133_972,
+            951_782_400, /* 2000-02-29 */
+            -86_400,
+            253_402_300_799,
+        ] {
+            let t = Timestamp { secs, nanos: 0 };
+            assert_eq!(
+                Timestamp::from_utc_stamp(&t.utc_stamp()),
+                Some(t),
+                "{}",
+                t.utc_stamp()
+            );
+        }
+        assert_eq!(
+            Timestamp { secs: 0, nanos: 0 }.utc_stamp(),
+            "19700101-000000"
+        );
+        for bad in [
+            "",
+            "20261301-000000",
+            "2026010-1000000",
+            "20260101x000000",
+            "2026010a-000000",
+        ] {
+            assert_eq!(Timestamp::from_utc_stamp(bad), None, "{bad}");
+        }
+    }
 
     const PEER: ShortId = ShortId(0);
 

@@ -29,6 +29,7 @@ pub(crate) fn run(args: &SyncArgs) -> Result<(), Failure> {
     }
     options.net.known_hosts.clone_from(&args.known_hosts);
     options.net.lan = !args.no_lan;
+    options.archive_keep = std::time::Duration::from_secs(u64::from(args.archive_days) * 86_400);
     eprintln!(
         "Syncing {} (folder {}, {} key). Stop with Ctrl-C.",
         args.dir.display(),

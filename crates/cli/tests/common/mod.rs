@@ -37,6 +37,7 @@ pub struct Node {
     pub port: u16,
     pub log: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -44,6 +45,12 @@ impl Node {
     /// Starts `sync` on `dir` with `--listen 127.0.0.1:port --no-lan` and the
     /// extra arguments.
     pub fn start(dir: &Path, extra: &[String]) -> Self {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// [`Node::start`] with extra environment variables (e.g. another
+    /// `RUST_LOG`, which then replaces the default `info`).
+    pub fn start_with_env(dir: &Path, extra: &[String], env: &[(&str, &str)]) -> Self {
         fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let log = dir.with_extension("log");
@@ -62,6 +69,10 @@ impl Node {
             port,
             log,
             args,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             child: None,
         };
         node.spawn();
@@ -82,6 +93,7 @@ impl Node {
         let child = Command::new(bin())
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -102,6 +114,33 @@ impl Node {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running (false once it exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Its resident memory in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// The log without terminal colour codes.
+    pub fn plain_log(&self) -> String {
+        strip_ansi(&self.log_text())
     }
 
     pub fn write(&self, rel: &str, data: &[u8]) {
@@ -178,7 +217,14 @@ pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
                     target.to_string_lossy().as_bytes().to_vec(),
                 );
             } else {
-                out.insert(rel, fs::read(&path).unwrap());
+                // A file may vanish while we walk (a temporary renamed into place).
+                match fs::read(&path) {
+                    Ok(data) => {
+                        out.insert(rel, data);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => panic!("reading {}: {e}", path.display()),
+                }
             }
         }
     }
@@ -232,6 +278,26 @@ pub fn wait_same(nodes: &[&Node]) {
     }
     let trees = describe();
     wait_until(&format!("identical trees{trees}"), nodes, || false);
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Deterministic pseudo-random bytes.
