@@ -322,3 +322,27 @@ fn disk_full_stops_writing_and_resumes_when_there_is_space() {
     wait_same(&[&a, &b]);
     b.kill();
 }
+
+#[test]
+fn reconnecting_peers_send_only_what_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a_dir = tmp.path().join("a");
+    fs::create_dir_all(&a_dir).unwrap();
+    for i in 0..50 {
+        fs::write(a_dir.join(format!("f{i}.txt")), format!("file {i}")).unwrap();
+    }
+    let a = Node::start(&a_dir, &[]);
+    let secret = printed_secret(&a);
+    let mut b = Node::start(&tmp.path().join("b"), &secret_args(&secret, &[&a]));
+    wait_same(&[&a, &b]);
+    // Give b a moment to record how far it got (it does so once idle).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    b.kill();
+    a.write("later.txt", b"written while b was away");
+    b.restart();
+    wait_same(&[&a, &b]);
+    assert!(
+        a.log_text().contains("sending only what is newer"),
+        "a resumed b's copy of its index instead of resending it"
+    );
+}

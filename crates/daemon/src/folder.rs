@@ -69,8 +69,13 @@ pub(crate) enum FolderEvent {
 
 struct Peer {
     link: PeerLink,
-    /// The last sequence of our index this peer was sent.
-    sent: u64,
+    /// The last sequence of our index this peer holds; `None` until its
+    /// FolderState says where to resume.
+    sent: Option<u64>,
+    /// The peer's index id and the last sequence of it we received.
+    received: Option<(u64, u64)>,
+    /// `received` as last stored in the index.
+    stored: Option<(u64, u64)>,
     /// Block bytes received from and sent to it.
     received_bytes: u64,
     sent_bytes: u64,
@@ -82,7 +87,9 @@ impl Peer {
     fn new(link: PeerLink) -> Self {
         Self {
             link,
-            sent: 0,
+            sent: None,
+            received: None,
+            stored: None,
             received_bytes: 0,
             sent_bytes: 0,
             last_sample: (0, 0),
@@ -273,10 +280,13 @@ impl FolderTask {
             Text::truncated(""),
         );
         link.send(Message::Hello(hello));
+        let held = self.index.peer_state(&peer).ok().flatten();
         link.send(Message::FolderState(FolderState {
             index_id: self.index.index_id().0,
             max_sequence: self.index.sequence(),
             access: self.access,
+            held_index_id: held.map_or(0, |h| h.index_id.0),
+            held_sequence: held.map_or(0, |h| h.sequence),
         }));
         if link.access == Access::Encrypted {
             // Encrypted peers must never see names or content in the clear; until
@@ -308,6 +318,9 @@ impl FolderTask {
         }
         match message {
             Message::Index(batch) | Message::IndexUpdate(batch) => {
+                if let (Some(p), Some(last)) = (self.peers.get_mut(&peer), batch.last_sequence()) {
+                    p.received = Some((batch.index_id(), last));
+                }
                 let records = batch
                     .into_entries()
                     .into_iter()
@@ -345,7 +358,19 @@ impl FolderTask {
                 link.send(Message::Pong(wire::Pong { nonce: ping.nonce }));
             }
             Message::FolderState(state) => {
-                tracing::debug!(peer = %peer, max_sequence = state.max_sequence, "peer's folder state");
+                // Resume where the peer's copy of our index ends, if it is of this index.
+                let ours = self.index.index_id().0;
+                let from = if state.held_index_id == ours {
+                    state.held_sequence.min(self.index.sequence())
+                } else {
+                    0
+                };
+                if from > 0 {
+                    tracing::info!(peer = %peer, from, "peer holds our index up to here; sending only what is newer");
+                }
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.sent = Some(from);
+                }
             }
             _ => {}
         }
@@ -612,13 +637,15 @@ impl FolderTask {
     fn announce(&mut self) {
         let index_id = self.index.index_id().0;
         for peer in self.peers.values_mut() {
-            if peer.link.access == Access::Encrypted || peer.sent >= self.index.sequence() {
+            let Some(from) = peer.sent else { continue };
+            if peer.link.access == Access::Encrypted || from >= self.index.sequence() {
                 continue;
             }
-            let first = peer.sent == 0;
+            let first = from == 0;
+            let mut sent = from;
             let mut batch = IndexBatch::with_limit(index_id, INDEX_BATCH_BYTES);
             let mut batches = Vec::new();
-            for entry in self.index.announce_since(peer.sent, index::DEFAULT_BATCH) {
+            for entry in self.index.announce_since(from, index::DEFAULT_BATCH) {
                 let entry = match entry {
                     Ok(entry) => entry,
                     Err(e) => {
@@ -626,7 +653,7 @@ impl FolderTask {
                         break;
                     }
                 };
-                peer.sent = peer.sent.max(entry.sequence);
+                sent = sent.max(entry.sequence);
                 let Some(signed) = entry.signed else { continue };
                 let (body, signature) = signed.into_parts();
                 let Ok(record) = wire::SignedRecord::new(body, signature) else {
@@ -655,7 +682,7 @@ impl FolderTask {
                 };
                 peer.link.send(message);
             }
-            peer.sent = peer.sent.max(self.index.sequence());
+            peer.sent = Some(sent.max(self.index.sequence()));
         }
     }
 }
@@ -676,6 +703,7 @@ impl FolderTask {
         {
             self.summary = (Some(self.index.sequence()), summary);
         }
+        self.store_peer_progress();
         let summary = self.summary.1;
         let progress = self.engine.progress();
         let peers = self
@@ -740,6 +768,31 @@ impl FolderTask {
         {
             self.retries
                 .push((Instant::now() + RETRY_AFTER, peer, signed));
+        }
+    }
+
+    /// Remembers how far each peer's index was received, so the next connection
+    /// resumes there. Only while nothing is pending: every record received up to
+    /// there is then applied, or decided against, and none would be skipped.
+    fn store_peer_progress(&mut self) {
+        if !self.engine.is_idle() || !self.retries.is_empty() {
+            return;
+        }
+        for (id, peer) in &mut self.peers {
+            let Some((index_id, sequence)) = peer.received else {
+                continue;
+            };
+            if peer.stored == peer.received {
+                continue;
+            }
+            let state = index::PeerState {
+                index_id: index::IndexId(index_id),
+                sequence,
+            };
+            match self.index.set_peer_state(id, state) {
+                Ok(()) => peer.stored = peer.received,
+                Err(e) => tracing::warn!(error = %e, "storing a peer's progress failed"),
+            }
         }
     }
 

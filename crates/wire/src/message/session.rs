@@ -101,7 +101,8 @@ impl Payload for Hello {
 /// The sender's index of the folder. Sent after Hello, and again whenever its
 /// index id changes.
 ///
-/// Layout: `index_id u64 | max_sequence u64 | access u8`.
+/// Layout: `index_id u64 | max_sequence u64 | access u8 | held_index_id u64 |
+/// held_sequence u64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FolderState {
     /// Random, fixed for the life of the sender's index database; a new value
@@ -114,6 +115,14 @@ pub struct FolderState {
     /// The sender's access level. It must equal the level the channel proved;
     /// it is stated so a mismatch is caught, it grants nothing.
     pub access: Access,
+    /// What the sender already holds of the *receiver's* index: the receiver's
+    /// index id as the sender last saw it (0: nothing held) …
+    pub held_index_id: u64,
+    /// … and the receiver's sequence up to which the sender holds (and has
+    /// applied) every record. If `held_index_id` is the receiver's current index
+    /// id, the receiver sends only records after `held_sequence`; otherwise
+    /// everything.
+    pub held_sequence: u64,
 }
 
 /// The access byte: `0` encrypted, `1` read-only, `2` read-write.
@@ -139,6 +148,8 @@ impl Payload for FolderState {
         out.put_u64(self.index_id);
         out.put_u64(self.max_sequence);
         out.put_u8(access_to_u8(self.access));
+        out.put_u64(self.held_index_id);
+        out.put_u64(self.held_sequence);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -148,10 +159,14 @@ impl Payload for FolderState {
             field: "folder_state.access",
             reason: "must be 0 (encrypted), 1 (read-only) or 2 (read-write)",
         })?;
+        let held_index_id = r.u64("folder_state.held_index_id")?;
+        let held_sequence = r.u64("folder_state.held_sequence")?;
         Ok(Self {
             index_id,
             max_sequence,
             access,
+            held_index_id,
+            held_sequence,
         })
     }
 }

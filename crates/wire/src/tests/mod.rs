@@ -93,6 +93,8 @@ fn one_of_each() -> Vec<Message> {
             index_id: 9,
             max_sequence: 5,
             access: Access::ReadOnly,
+            held_index_id: 7,
+            held_sequence: 3,
         }),
         Message::Index(batch.clone()),
         Message::IndexUpdate(IndexBatch::new(9)),
@@ -358,7 +360,7 @@ fn bad_utf8() {
 #[test]
 fn bad_enum_values() {
     let state = |access: u8| {
-        let mut p = [0u8; 17];
+        let mut p = [0u8; 33];
         p[16] = access;
         frame(0x02, &p)
     };

@@ -44,13 +44,22 @@ pub(crate) fn hello() -> impl Strategy<Value = Hello> {
 }
 
 fn folder_state() -> impl Strategy<Value = FolderState> {
-    (any::<u64>(), any::<u64>(), access()).prop_map(|(index_id, max_sequence, access)| {
-        FolderState {
-            index_id,
-            max_sequence,
-            access,
-        }
-    })
+    (
+        any::<u64>(),
+        any::<u64>(),
+        access(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(index_id, max_sequence, access, held_index_id, held_sequence)| FolderState {
+                index_id,
+                max_sequence,
+                access,
+                held_index_id,
+                held_sequence,
+            },
+        )
 }
 
 pub(crate) fn signed_record() -> impl Strategy<Value = SignedRecord> {
