@@ -170,12 +170,23 @@ impl Evil {
             Text::truncated("evil"),
         );
         evil.send(Message::Hello(hello)).await;
-        evil.send(Message::FolderState(FolderState {
+        // The node states its index after our Hello; ours answers it. Fields
+        // past these three say what we hold of the node's index: like the
+        // node's view of this new peer, nothing.
+        let theirs = evil
+            .expect("the node's folder state", |m| match m {
+                Message::FolderState(f) => Some(*f),
+                _ => None,
+            })
+            .await;
+        #[allow(clippy::needless_update)]
+        let ours = FolderState {
             index_id: 1,
             max_sequence: 0,
             access: key.access(),
-        }))
-        .await;
+            ..theirs
+        };
+        evil.send(Message::FolderState(ours)).await;
         evil.send(Message::Index(IndexBatch::new(1))).await;
         evil
     }
@@ -299,6 +310,16 @@ impl Evil {
             _ => None,
         })
         .await;
+    }
+
+    /// Returns once the node has handled everything we sent before: a record
+    /// nobody signed goes behind it, in order, and its rejection is logged.
+    async fn barrier(&mut self, s: &Scene) {
+        let needles = ["rejected a record", &self.id()];
+        let before = s.log_lines(&needles);
+        let junk = body("barrier", Kind::File(b""), &self.own_version());
+        self.announce(vec![(junk, Signature([1; 64]))]).await;
+        s.wait_log("the node caught up with us", &needles, before + 1);
     }
 
     /// A version vector that beats the node's own first version of a file.
@@ -745,6 +766,8 @@ fn a_flood_of_requests_for_random_hashes_keeps_memory_bounded() {
             evil.send_raw(&out).await;
             max_rss = max_rss.max(s.node.rss_kib().unwrap());
         }
+        evil.barrier(&s).await;
+        max_rss = max_rss.max(s.node.rss_kib().unwrap());
         // Every request is answered, none with data.
         let mut answered = 0;
         while answered < sent {
@@ -798,6 +821,10 @@ fn a_peer_that_asks_for_real_blocks_and_never_reads_is_held_to_a_bound() {
                 max_rss = max_rss.max(s.node.rss_kib().unwrap());
             }
         }
+        // All of it is handled (and as much as the node would queue, queued)
+        // before we read a byte.
+        evil.barrier(&s).await;
+        max_rss = max_rss.max(s.node.rss_kib().unwrap());
         // Everything is answered, with data or "busy"; the memory never grew
         // past the bound, however much was asked.
         let (mut data, mut busy) = (0u32, 0u32);
