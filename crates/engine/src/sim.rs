@@ -45,7 +45,14 @@ pub(crate) struct SimNet {
     key: FolderSigningKey,
     pub(crate) nodes: Vec<Node>,
     links: BTreeSet<(usize, usize)>,
-    queues: BTreeMap<(usize, usize), VecDeque<Message>>,
+    /// Messages in flight per link, with the step at which they arrive.
+    queues: BTreeMap<(usize, usize), VecDeque<(u64, Message)>>,
+    steps: u64,
+    /// Steps a message takes on a link.
+    latency: u64,
+    /// Block requests and responses lost, per thousand.
+    loss: u64,
+    rng: u64,
     now: Instant,
     /// Every content ever written by a user, and whether the user overwrote or
     /// deleted it themselves (then losing it is their doing, not ours).
@@ -96,6 +103,10 @@ impl SimNet {
             nodes,
             links: BTreeSet::new(),
             queues: BTreeMap::new(),
+            steps: 0,
+            latency: 1,
+            loss: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
             now: Instant::now(),
             written: Vec::new(),
             clock: 1,
@@ -136,13 +147,36 @@ impl SimNet {
         self.links.contains(&(a.min(b), a.max(b)))
     }
 
+    /// Messages take `steps` steps to cross a link.
+    pub(crate) fn latency(mut self, steps: u64) -> Self {
+        self.latency = steps.max(1);
+        self
+    }
+
+    /// Loses block requests and responses at `per_mille` / 1000 (records travel
+    /// in order and complete, like a TCP stream; a lost block is a stalled peer).
+    pub(crate) fn loss(mut self, per_mille: u64) -> Self {
+        self.loss = per_mille;
+        self
+    }
+
     fn send(&mut self, from: usize, to: usize, message: Message) {
-        if self.connected(from, to) {
-            self.queues
-                .entry((from, to))
-                .or_default()
-                .push_back(message);
+        if !self.connected(from, to) {
+            return;
         }
+        if self.loss > 0 && !matches!(message, Message::Records(_)) {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            if self.rng % 1000 < self.loss {
+                return;
+            }
+        }
+        let due = self.steps + self.latency;
+        self.queues
+            .entry((from, to))
+            .or_default()
+            .push_back((due, message));
     }
 
     fn broadcast(&mut self, from: usize, signed: SignedRecord) {
@@ -230,15 +264,17 @@ impl SimNet {
     /// whether anything happened.
     pub(crate) fn step(&mut self) -> bool {
         self.now += Duration::from_millis(10);
+        self.steps += 1;
         let mut busy = false;
         let keys: Vec<(usize, usize)> = self.queues.keys().copied().collect();
         for (from, to) in keys {
-            let message = self
-                .queues
-                .get_mut(&(from, to))
-                .and_then(VecDeque::pop_front);
-            if let Some(message) = message {
-                busy = true;
+            let Some(queue) = self.queues.get_mut(&(from, to)) else {
+                continue;
+            };
+            busy |= !queue.is_empty();
+            if queue.front().is_some_and(|(due, _)| *due <= self.steps)
+                && let Some((_, message)) = queue.pop_front()
+            {
                 self.deliver(from, to, message);
             }
         }
@@ -250,7 +286,7 @@ impl SimNet {
 
     /// Steps until nothing moves (bounded).
     pub(crate) fn drive(&mut self) {
-        for _ in 0..20_000 {
+        for _ in 0..100_000 {
             if !self.step() {
                 // Let timeouts fire once in case something stalled.
                 self.now += Duration::from_secs(10);

@@ -169,7 +169,10 @@ proptest! {
 
 /// Runs `ops` on three peers, then connects everyone and lets it settle.
 fn run_ops(ops: Vec<Op>) -> SimNet {
-    let mut net = SimNet::new(3);
+    run_ops_on(SimNet::new(3), ops)
+}
+
+fn run_ops_on(mut net: SimNet, ops: Vec<Op>) -> SimNet {
     let names = ["a.txt", "b.txt", "d/c.txt", "d/e/f"];
     let mut counter = 0u32;
     for op in ops {
@@ -196,6 +199,30 @@ fn run_ops(ops: Vec<Op>) -> SimNet {
     }
     net.drive();
     net
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The same with slow links that lose a fifth of block requests and answers:
+    /// timeouts ask again, and everything still converges.
+    #[test]
+    fn lossy_slow_links_still_converge(ops in proptest::collection::vec(op(3), 1..30)) {
+        let net = run_ops_on(SimNet::new(3).latency(3).loss(200), ops);
+        prop_assert!(net.converged(), "trees differ: {}", describe(&net));
+        prop_assert!(net.lost().is_empty());
+    }
+}
+
+#[test]
+fn a_large_file_arrives_over_a_lossy_link() {
+    let mut net = SimNet::new(2).latency(5).loss(300);
+    let content: Vec<u8> = (0..250u32).flat_map(|i| i.to_be_bytes()).collect();
+    net.write(0, "big.bin", &content);
+    net.connect(0, 1);
+    net.drive();
+    assert!(net.converged());
+    assert_eq!(net.nodes[1].files.values().next().unwrap(), &content);
 }
 
 fn describe(net: &SimNet) -> String {
