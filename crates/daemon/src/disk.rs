@@ -100,22 +100,71 @@ impl Disk {
         (blake3::hash(&data).as_bytes() == hash).then_some(data)
     }
 
-    /// Moves the complete temporary of `record` into place: fsync, archive what
-    /// is there, rename, set time and mode, fsync the directory.
-    pub(crate) fn finalize(&self, record: &FileRecord) -> io::Result<LocalStat> {
-        let temp_path = self.temp_path(&record.path, &record.hash);
+    /// Readies the complete temporary of `record`: its length, time and mode
+    /// (a rename keeps them, so they are durable with the data).
+    pub(crate) fn prepare(&self, record: &FileRecord) -> io::Result<()> {
         let temp = self.open_temp(&record.path, &record.hash)?;
         if temp.metadata()?.len() != record.size {
             temp.set_len(record.size)?;
         }
-        temp.sync_all()?;
         drop(temp);
-        let target = self.path(&record.path);
-        self.archive_existing(&record.path)?;
-        fs::rename(&temp_path, &target)?;
-        apply_metadata(&target, record)?;
-        sync_parent(&target)?;
-        local_stat(&target)
+        apply_metadata(&self.temp_path(&record.path, &record.hash), record)
+    }
+
+    /// Moves prepared temporaries into place, durably: their data is flushed
+    /// before any rename (so a crash leaves the old file or the whole new one),
+    /// what they replace goes to the archive, and each directory touched is
+    /// fsynced after the renames. One result per record, in order.
+    pub(crate) fn commit(&self, records: &[&FileRecord]) -> Vec<io::Result<LocalStat>> {
+        let temps: Vec<PathBuf> = records
+            .iter()
+            .map(|r| self.temp_path(&r.path, &r.hash))
+            .collect();
+        let flushed = self.flush_all(&temps);
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut results: Vec<io::Result<LocalStat>> = records
+            .iter()
+            .zip(&temps)
+            .zip(flushed)
+            .map(|((record, temp), flushed)| {
+                flushed?;
+                let target = self.path(&record.path);
+                self.archive_existing(&record.path)?;
+                fs::rename(temp, &target)?;
+                if let Some(dir) = target.parent()
+                    && !dirs.iter().any(|d| d == dir)
+                {
+                    dirs.push(dir.to_owned());
+                }
+                local_stat(&target)
+            })
+            .collect();
+        for dir in &dirs {
+            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                // The renames in this directory are not known durable: report them.
+                for (record, result) in records.iter().zip(results.iter_mut()) {
+                    if result.is_ok() && self.path(&record.path).parent() == Some(dir.as_path()) {
+                        *result = Err(io::Error::new(e.kind(), e.to_string()));
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// Makes the temporaries' data durable: one `syncfs` of the folder's file
+    /// system for a batch, an fsync each for one or two files.
+    fn flush_all(&self, temps: &[PathBuf]) -> Vec<io::Result<()>> {
+        if temps.len() > 2
+            && let Ok(root) = File::open(&self.root)
+            && rustix::fs::syncfs(&root).is_ok()
+        {
+            return temps.iter().map(|_| Ok(())).collect();
+        }
+        temps
+            .iter()
+            .map(|t| File::open(t).and_then(|f| f.sync_all()))
+            .collect()
     }
 
     /// Sets time and mode of what is at `record.path` to the record's.

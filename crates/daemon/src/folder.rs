@@ -30,6 +30,8 @@ use crate::status::{FolderStatus, MAX_NEEDED, NeededStatus, PeerStatus, StatusHa
 
 /// Most bytes of responses waiting unsent to one peer before we answer "busy".
 const MAX_QUEUED_BYTES: u64 = 64 << 20;
+/// Events handled before completed files are flushed to disk together.
+const MAX_EVENT_BATCH: usize = 512;
 /// Payload bytes of one index batch: small enough not to hold up responses.
 const INDEX_BATCH_BYTES: usize = 1 << 20;
 
@@ -113,6 +115,9 @@ pub(crate) struct FolderTask {
     folder_id: String,
     status: StatusHandle,
     last_status: Option<Instant>,
+    /// Files complete and prepared, to be moved into place at the end of the
+    /// event batch.
+    finalizing: Vec<(SignedRecord, FileRecord)>,
     /// How long `.sync/Archive/` keeps replaced and deleted versions.
     archive_keep: Duration,
     /// Changes that failed (disk full, …), to try again at the given time.
@@ -173,6 +178,7 @@ impl FolderTask {
             status,
             last_status: None,
             retries: Vec::new(),
+            finalizing: Vec::new(),
             archive_keep,
             summary: (None, index::Summary::default()),
         })
@@ -184,32 +190,56 @@ impl FolderTask {
         mut events: mpsc::Receiver<FolderEvent>,
     ) -> Result<(), DaemonError> {
         self.full_scan()?;
-        while let Some(event) = events.blocking_recv() {
-            let now = Instant::now();
-            match event {
-                FolderEvent::Shutdown => break,
-                FolderEvent::PeerUp { peer, link } => self.peer_up(peer, link),
-                FolderEvent::PeerDown { peer, generation } => {
-                    // A channel that was already replaced changes nothing.
-                    if self
-                        .peers
-                        .get(&peer)
-                        .is_some_and(|p| p.link.generation == generation)
-                    {
-                        self.peer_down(&peer);
-                    }
-                }
-                FolderEvent::Message { peer, message } => self.handle_message(peer, message, now),
-                FolderEvent::LocalChange(paths) => self.scan_paths(&paths)?,
-                FolderEvent::Rescan => self.full_scan()?,
-                FolderEvent::Tick => {
-                    self.engine.handle_timeout(now);
-                    self.retry_due(now);
+        'run: while let Some(first) = events.blocking_recv() {
+            // Take what else is waiting too: files completed in one batch are made
+            // durable together (see `flush_finalized`).
+            let mut batch = vec![first];
+            while batch.len() < MAX_EVENT_BATCH {
+                match events.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
                 }
             }
+            let mut stop = false;
+            for event in batch {
+                let now = Instant::now();
+                match event {
+                    FolderEvent::Shutdown => {
+                        stop = true;
+                        break;
+                    }
+                    FolderEvent::PeerUp { peer, link } => self.peer_up(peer, link),
+                    FolderEvent::PeerDown { peer, generation } => {
+                        // A channel that was already replaced changes nothing.
+                        if self
+                            .peers
+                            .get(&peer)
+                            .is_some_and(|p| p.link.generation == generation)
+                        {
+                            self.peer_down(&peer);
+                        }
+                    }
+                    FolderEvent::Message { peer, message } => {
+                        self.handle_message(peer, message, now)
+                    }
+                    FolderEvent::LocalChange(paths) => self.scan_paths(&paths)?,
+                    FolderEvent::Rescan => self.full_scan()?,
+                    FolderEvent::Tick => {
+                        self.engine.handle_timeout(now);
+                        self.retry_due(now);
+                    }
+                }
+                self.drive(now);
+            }
+            let now = Instant::now();
+            self.flush_finalized();
             self.drive(now);
+            self.flush_finalized();
             self.announce();
             self.refresh_status(now);
+            if stop {
+                break 'run;
+            }
         }
         for peer in self.peers.values() {
             peer.link.send(Message::Close(wire::Close::new(
@@ -551,8 +581,72 @@ impl FolderTask {
                 return;
             }
         }
-        let done = self.disk.finalize(&record).map(Some);
-        self.applied(done, signed, record);
+        match self.disk.prepare(&record) {
+            Ok(()) => self.finalizing.push((signed, record)),
+            Err(e) => {
+                report_io("completing", &record.path, &e);
+                self.apply_failed(&record.path, Some(signed));
+            }
+        }
+    }
+
+    /// Moves every completed file of this batch into place with one flush of the
+    /// file system before the renames and one fsync per directory after them, and
+    /// stores their records in one transaction: each file is durable before it is
+    /// reported done, without an fsync pair per file.
+    fn flush_finalized(&mut self) {
+        if self.finalizing.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.finalizing);
+        let records: Vec<&FileRecord> = batch.iter().map(|(_, r)| r).collect();
+        let results = self.disk.commit(&records);
+        let mut stored: Vec<(FileRecord, SignedRecord)> = Vec::with_capacity(batch.len());
+        let mut failed: Vec<(RelPath, SignedRecord)> = Vec::new();
+        match self.index.write() {
+            Err(e) => {
+                tracing::error!(error = %e, "index write failed");
+                failed.extend(batch.into_iter().map(|(s, r)| (r.path, s)));
+            }
+            Ok(mut writer) => {
+                for ((signed, record), result) in batch.into_iter().zip(results) {
+                    let local = match result {
+                        Ok(local) => local,
+                        Err(e) => {
+                            report_io("moving into place", &record.path, &e);
+                            failed.push((record.path, signed));
+                            continue;
+                        }
+                    };
+                    let update = Update {
+                        record: record.clone(),
+                        signed: Some(signed.clone()),
+                        local_only: false,
+                        local: Some(local),
+                    };
+                    match writer.put(update) {
+                        Ok(_) => stored.push((record, signed)),
+                        Err(e) => {
+                            tracing::error!(path = %record.path, error = %e, "storing a record failed");
+                            failed.push((record.path, signed));
+                        }
+                    }
+                }
+                if let Err(e) = writer.commit() {
+                    tracing::error!(error = %e, "index commit failed");
+                    failed.extend(stored.drain(..).map(|(r, s)| (r.path, s)));
+                }
+            }
+        }
+        for (path, signed) in failed {
+            self.apply_failed(&path, Some(signed));
+        }
+        let index = &self.index;
+        for (record, _) in &stored {
+            tracing::debug!(path = %record.path, "applied");
+            self.engine
+                .handle_applied(record, &|p: &RelPath| lookup(index, p));
+        }
     }
 
     /// Whether what is at `path` differs from what the index last saw there.
