@@ -313,12 +313,15 @@ impl Evil {
     }
 
     /// Returns once the node has handled everything we sent before: a record
-    /// nobody signed goes behind it, in order, and its rejection is logged.
-    async fn barrier(&mut self, s: &Scene) {
-        let needles = ["rejected a record", &self.id()];
+    /// of an unknown format (validly signed, so it is decoded) goes behind it,
+    /// in order, and its rejection is logged with that reason, which no other
+    /// record here has.
+    async fn barrier(&mut self, s: &Scene, key: &FolderKey) {
+        let needles = ["rejected a record", &self.id(), "unknown record format 2"];
         let before = s.log_lines(&needles);
-        let junk = body("barrier", Kind::File(b""), &self.own_version());
-        self.announce(vec![(junk, Signature([1; 64]))]).await;
+        let mut junk = body("barrier", Kind::File(b""), &self.own_version());
+        junk[0] = 2;
+        self.announce(vec![signed(key, junk)]).await;
         s.wait_log("the node caught up with us", &needles, before + 1);
     }
 
@@ -766,7 +769,7 @@ fn a_flood_of_requests_for_random_hashes_keeps_memory_bounded() {
             evil.send_raw(&out).await;
             max_rss = max_rss.max(s.node.rss_kib().unwrap());
         }
-        evil.barrier(&s).await;
+        evil.barrier(&s, &s.key).await;
         max_rss = max_rss.max(s.node.rss_kib().unwrap());
         // Every request is answered, none with data.
         let mut answered = 0;
@@ -823,7 +826,7 @@ fn a_peer_that_asks_for_real_blocks_and_never_reads_is_held_to_a_bound() {
         }
         // All of it is handled (and as much as the node would queue, queued)
         // before we read a byte.
-        evil.barrier(&s).await;
+        evil.barrier(&s, &s.key).await;
         max_rss = max_rss.max(s.node.rss_kib().unwrap());
         // Everything is answered, with data or "busy"; the memory never grew
         // past the bound, however much was asked.
