@@ -599,6 +599,11 @@ fn a_read_only_peer_cannot_originate_records_but_may_forward_them() {
     let content = b"made by the owner, forwarded by a read-only peer".to_vec();
     runtime().block_on(async {
         let mut evil = Evil::connect(&s.node, &ro).await;
+        s.wait_log(
+            "the node sees a read-only peer",
+            &["peer connected", &evil.id(), "access=read-only"],
+            1,
+        );
         let newer = evil.dominating_version();
         // What a read-only peer can put where a signature goes: nothing valid.
         let replace = body("keep.txt", Kind::File(b"edited by a reader"), &newer);
