@@ -902,6 +902,72 @@ fn a_flood_of_large_index_updates_keeps_memory_bounded() {
 }
 
 // ---------------------------------------------------------------------------
+// Requests never serve what lies outside the folder or in its `.sync/`.
+
+#[test]
+fn requests_never_serve_files_outside_the_folder_or_in_its_state() {
+    let s = scene();
+    let secret = fs::read(s.path(".sync/secret")).unwrap();
+    let victim_abs = s.outside().join("victim.txt").display().to_string();
+    let asks: Vec<(&[u8], Option<&str>)> = vec![
+        (VICTIM, Some("../outside/victim.txt")),
+        (VICTIM, Some(&victim_abs)),
+        (VICTIM, None),
+        (&secret, Some(".sync/secret")),
+        (&secret, Some(".SYNC/secret")),
+        (&secret, Some("sub/../.sync/secret")),
+        (&secret, None),
+    ];
+    runtime().block_on(async {
+        let mut evil = Evil::connect(&s.node, &s.key).await;
+        for (i, (data, hint)) in asks.iter().enumerate() {
+            let request_id = u32::try_from(i).unwrap() + 1;
+            evil.send(Message::Request(Request {
+                request_id,
+                hash: *blake3::hash(data).as_bytes(),
+                size: u32::try_from(data.len()).unwrap(),
+                hint: hint.map(|p| wire::BlockHint {
+                    path: Text::new(p).unwrap(),
+                    offset: 0,
+                }),
+            }))
+            .await;
+            let response = evil
+                .expect("a response", |m| match m {
+                    Message::Response(r) if r.request_id == request_id => Some(r.clone()),
+                    _ => None,
+                })
+                .await;
+            assert!(
+                response.result.is_err(),
+                "served {hint:?}: {:?}",
+                response.result
+            );
+        }
+        // A block of the folder itself is served, so the asking was right.
+        let keep = blake3::hash(KEEP_TXT);
+        evil.send(Message::Request(Request {
+            request_id: 100,
+            hash: *keep.as_bytes(),
+            size: u32::try_from(KEEP_TXT.len()).unwrap(),
+            hint: Some(wire::BlockHint {
+                path: Text::new("keep.txt").unwrap(),
+                offset: 0,
+            }),
+        }))
+        .await;
+        let response = evil
+            .expect("a response", |m| match m {
+                Message::Response(r) if r.request_id == 100 => Some(r.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(response.result.unwrap().as_bytes().as_ref(), KEEP_TXT);
+    });
+    s.assert_intact();
+}
+
+// ---------------------------------------------------------------------------
 // Symlinks: a record may make a link to anywhere (its target is the user's
 // business), but nothing may then be written, deleted or created through it.
 
@@ -912,25 +978,29 @@ fn a_flood_of_large_index_updates_keeps_memory_bounded() {
             rename, create_dir and archive_existing all follow the link), against \
             records.md §4.4: after a signed symlink `link -> <dir outside>`, records \
             `link/planted.txt` and `link/planted-dir` are created outside the folder and \
-            a tombstone `link/victim.txt` moves the outside file into .sync/Archive"]
+            a tombstone `link/victim.txt` moves the outside file into .sync/Archive; \
+            likewise `state -> .sync` then a tombstone `state/secret` archives the \
+            node's stored secret (the state directory is reachable the same way)"]
 fn nothing_is_written_or_deleted_through_a_symlinked_directory() {
     let s = scene();
     let outside = s.outside().display().to_string();
     runtime().block_on(async {
         let mut evil = Evil::connect(&s.node, &s.key).await;
         let version = evil.own_version();
-        evil.announce(vec![signed(
-            &s.key,
-            body("link", Kind::Symlink(&outside), &version),
-        )])
+        // One link out of the folder, one into its state directory.
+        evil.announce(vec![
+            signed(&s.key, body("link", Kind::Symlink(&outside), &version)),
+            signed(&s.key, body("state", Kind::Symlink(".sync"), &version)),
+        ])
         .await;
-        wait_until("the link made", &[&s.node], || {
-            fs::read_link(s.path("link")).is_ok()
+        wait_until("the links made", &[&s.node], || {
+            fs::read_link(s.path("link")).is_ok() && fs::read_link(s.path("state")).is_ok()
         });
         evil.announce(vec![
             signed(&s.key, body("link/planted.txt", Kind::File(b""), &version)),
             signed(&s.key, body("link/planted-dir", Kind::Dir, &version)),
             signed(&s.key, body("link/victim.txt", Kind::Tombstone, &version)),
+            signed(&s.key, body("state/secret", Kind::Tombstone, &version)),
         ])
         .await;
         evil.announce(vec![signed(
