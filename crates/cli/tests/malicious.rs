@@ -972,11 +972,12 @@ fn requests_never_serve_files_outside_the_folder_or_in_its_state() {
 // business), but nothing may then be written, deleted or created through it.
 
 #[test]
-#[ignore = "bug: the daemon writes, creates and deletes through a symlinked parent \
-            directory (crates/daemon/src/disk.rs: Disk::path joins components with no \
-            check that parents are real directories; open_temp/create_dir_all, finalize's \
-            rename, create_dir and archive_existing all follow the link), against \
-            records.md §4.4: after a signed symlink `link -> <dir outside>`, records \
+#[ignore = "bug: the daemon reads, writes, creates and deletes through a symlinked \
+            parent directory (crates/daemon/src/disk.rs: Disk::path joins components with \
+            no check that parents are real directories; read_block's File::open, \
+            open_temp/create_dir_all, finalize's rename, create_dir and archive_existing \
+            all follow the link), against records.md §4.4: after a signed symlink \
+            `link -> <dir outside>`, a Request hinted `link/victim.txt` is served, records \
             `link/planted.txt` and `link/planted-dir` are created outside the folder and \
             a tombstone `link/victim.txt` moves the outside file into .sync/Archive; \
             likewise `state -> .sync` then a tombstone `state/secret` archives the \
@@ -996,6 +997,29 @@ fn nothing_is_written_or_deleted_through_a_symlinked_directory() {
         wait_until("the links made", &[&s.node], || {
             fs::read_link(s.path("link")).is_ok() && fs::read_link(s.path("state")).is_ok()
         });
+        // Nothing is read through them either.
+        for (request_id, data, hint) in [
+            (1, VICTIM.to_vec(), "link/victim.txt"),
+            (2, s.state_secret.clone(), "state/secret"),
+        ] {
+            evil.send(Message::Request(Request {
+                request_id,
+                hash: *blake3::hash(&data).as_bytes(),
+                size: u32::try_from(data.len()).unwrap(),
+                hint: Some(wire::BlockHint {
+                    path: Text::new(hint).unwrap(),
+                    offset: 0,
+                }),
+            }))
+            .await;
+            let response = evil
+                .expect("a response", |m| match m {
+                    Message::Response(r) if r.request_id == request_id => Some(r.clone()),
+                    _ => None,
+                })
+                .await;
+            assert!(response.result.is_err(), "{hint} was served");
+        }
         evil.announce(vec![
             signed(&s.key, body("link/planted.txt", Kind::File(b""), &version)),
             signed(&s.key, body("link/planted-dir", Kind::Dir, &version)),
