@@ -972,16 +972,6 @@ fn requests_never_serve_files_outside_the_folder_or_in_its_state() {
 // business), but nothing may then be written, deleted or created through it.
 
 #[test]
-#[ignore = "bug: the daemon reads, writes, creates and deletes through a symlinked \
-            parent directory (crates/daemon/src/disk.rs: Disk::path joins components with \
-            no check that parents are real directories; read_block's File::open, \
-            open_temp/create_dir_all, finalize's rename, create_dir and archive_existing \
-            all follow the link), against records.md §4.4: after a signed symlink \
-            `link -> <dir outside>`, a Request hinted `link/victim.txt` is served, records \
-            `link/planted.txt` and `link/planted-dir` are created outside the folder and \
-            a tombstone `link/victim.txt` moves the outside file into .sync/Archive; \
-            likewise `state -> .sync` then a tombstone `state/secret` archives the \
-            node's stored secret (the state directory is reachable the same way)"]
 fn nothing_is_written_or_deleted_through_a_symlinked_directory() {
     let s = scene();
     let outside = s.outside().display().to_string();

@@ -11,7 +11,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -36,23 +36,60 @@ impl Disk {
         &self.root
     }
 
-    /// The absolute path of `rel`.
-    pub(crate) fn path(&self, rel: &RelPath) -> PathBuf {
-        rel.components().fold(self.root.clone(), |p, c| p.join(c))
+    /// The absolute path of `rel`, refusing one that passes through a symlink
+    /// or a non-directory: nothing is ever read, written or deleted through a
+    /// link, whoever made it (a peer's signed symlink record, or the user's own
+    /// link out of the folder). The last component is not followed by the callers
+    /// either (`rename`, `symlink_metadata`, `O_NOFOLLOW`).
+    pub(crate) fn path(&self, rel: &RelPath) -> io::Result<PathBuf> {
+        let mut path = self.root.clone();
+        let mut parts = rel.components().peekable();
+        let mut checking = true;
+        while let Some(part) = parts.next() {
+            path.push(part);
+            if !checking || parts.peek().is_none() {
+                continue;
+            }
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{rel} lies below the symlink {}; links are never followed",
+                            path.display()
+                        ),
+                    ));
+                }
+                Ok(meta) if !meta.is_dir() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotADirectory,
+                        format!(
+                            "{rel} lies below {}, which is not a directory",
+                            path.display()
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                // Below a missing directory nothing exists to follow.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => checking = false,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(path)
     }
 
     /// The temporary that collects the version `hash` of `rel`.
-    pub(crate) fn temp_path(&self, rel: &RelPath, hash: &[u8; 32]) -> PathBuf {
-        let target = self.path(rel);
+    pub(crate) fn temp_path(&self, rel: &RelPath, hash: &[u8; 32]) -> io::Result<PathBuf> {
+        let target = self.path(rel)?;
         let tag = data_encoding::HEXLOWER.encode(hash.get(..8).unwrap_or_default());
         // Keep the whole name within the usual 255-byte limit.
         let name: String = rel.file_name().chars().take(200).collect();
-        target.with_file_name(format!("{TEMP_PREFIX}{tag}-{name}"))
+        Ok(target.with_file_name(format!("{TEMP_PREFIX}{tag}-{name}")))
     }
 
     /// Opens (creating it and its directory) the temporary of a version.
     pub(crate) fn open_temp(&self, rel: &RelPath, hash: &[u8; 32]) -> io::Result<File> {
-        let temp = self.temp_path(rel, hash);
+        let temp = self.temp_path(rel, hash)?;
         if let Some(dir) = temp.parent() {
             fs::create_dir_all(dir)?;
         }
@@ -61,12 +98,15 @@ impl Disk {
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(no_follow())
             .open(temp)
     }
 
     /// Removes the temporary of a version no longer wanted (if any).
     pub(crate) fn discard_temp(&self, rel: &RelPath, hash: &[u8; 32]) {
-        let _ = fs::remove_file(self.temp_path(rel, hash));
+        if let Ok(temp) = self.temp_path(rel, hash) {
+            let _ = fs::remove_file(temp);
+        }
     }
 
     /// Writes `data` at `offset` of the temporary of a version.
@@ -89,7 +129,11 @@ impl Disk {
         size: u32,
         hash: &[u8; 32],
     ) -> Option<Vec<u8>> {
-        let mut file = File::open(self.path(rel)).ok()?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(no_follow())
+            .open(self.path(rel).ok()?)
+            .ok()?;
         let meta = file.metadata().ok()?;
         if !meta.is_file() {
             return None;
@@ -108,7 +152,7 @@ impl Disk {
             temp.set_len(record.size)?;
         }
         drop(temp);
-        apply_metadata(&self.temp_path(&record.path, &record.hash), record)
+        apply_metadata(&self.temp_path(&record.path, &record.hash)?, record)
     }
 
     /// Moves prepared temporaries into place, durably: their data is flushed
@@ -116,7 +160,7 @@ impl Disk {
     /// what they replace goes to the archive, and each directory touched is
     /// fsynced after the renames. One result per record, in order.
     pub(crate) fn commit(&self, records: &[&FileRecord]) -> Vec<io::Result<LocalStat>> {
-        let temps: Vec<PathBuf> = records
+        let temps: Vec<io::Result<PathBuf>> = records
             .iter()
             .map(|r| self.temp_path(&r.path, &r.hash))
             .collect();
@@ -128,7 +172,10 @@ impl Disk {
             .zip(flushed)
             .map(|((record, temp), flushed)| {
                 flushed?;
-                let target = self.path(&record.path);
+                let temp = temp
+                    .as_ref()
+                    .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
+                let target = self.path(&record.path)?;
                 self.archive_existing(&record.path)?;
                 fs::rename(temp, &target)?;
                 if let Some(dir) = target.parent()
@@ -143,7 +190,10 @@ impl Disk {
             if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
                 // The renames in this directory are not known durable: report them.
                 for (record, result) in records.iter().zip(results.iter_mut()) {
-                    if result.is_ok() && self.path(&record.path).parent() == Some(dir.as_path()) {
+                    let here = self.path(&record.path).ok();
+                    if result.is_ok()
+                        && here.as_deref().and_then(Path::parent) == Some(dir.as_path())
+                    {
                         *result = Err(io::Error::new(e.kind(), e.to_string()));
                     }
                 }
@@ -154,7 +204,7 @@ impl Disk {
 
     /// Makes the temporaries' data durable: one `syncfs` of the folder's file
     /// system for a batch, an fsync each for one or two files.
-    fn flush_all(&self, temps: &[PathBuf]) -> Vec<io::Result<()>> {
+    fn flush_all(&self, temps: &[io::Result<PathBuf>]) -> Vec<io::Result<()>> {
         if temps.len() > 2
             && let Ok(root) = File::open(&self.root)
             && rustix::fs::syncfs(&root).is_ok()
@@ -163,13 +213,16 @@ impl Disk {
         }
         temps
             .iter()
-            .map(|t| File::open(t).and_then(|f| f.sync_all()))
+            .map(|t| match t {
+                Ok(t) => File::open(t).and_then(|f| f.sync_all()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            })
             .collect()
     }
 
     /// Sets time and mode of what is at `record.path` to the record's.
     pub(crate) fn update_metadata(&self, record: &FileRecord) -> io::Result<Option<LocalStat>> {
-        let target = self.path(&record.path);
+        let target = self.path(&record.path)?;
         if record.kind == record::FileKind::File {
             apply_metadata(&target, record)?;
             return local_stat(&target).map(Some);
@@ -182,7 +235,7 @@ impl Disk {
 
     /// Creates the directory of `record` (and its parents).
     pub(crate) fn create_dir(&self, record: &FileRecord) -> io::Result<()> {
-        let target = self.path(&record.path);
+        let target = self.path(&record.path)?;
         if fs::symlink_metadata(&target).is_ok_and(|m| !m.is_dir()) {
             self.archive_existing(&record.path)?;
         }
@@ -192,7 +245,7 @@ impl Disk {
 
     /// Creates the symlink of `record`, archiving what was there.
     pub(crate) fn create_symlink(&self, record: &FileRecord, target: &str) -> io::Result<()> {
-        let link = self.path(&record.path);
+        let link = self.path(&record.path)?;
         if let Some(dir) = link.parent() {
             fs::create_dir_all(dir)?;
         }
@@ -205,7 +258,7 @@ impl Disk {
     /// removed if empty (a directory with content left in it is an error: nothing
     /// is deleted that the deletion did not cover).
     pub(crate) fn delete(&self, rel: &RelPath) -> io::Result<()> {
-        let target = self.path(rel);
+        let target = self.path(rel)?;
         match fs::symlink_metadata(&target) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -230,8 +283,8 @@ impl Disk {
     /// Moves `rel` to `to` within the folder (a conflict copy), never over
     /// anything: if `to` is taken, `rel` goes to the archive instead.
     pub(crate) fn move_aside(&self, rel: &RelPath, to: &RelPath) -> io::Result<bool> {
-        let from = self.path(rel);
-        let dest = self.path(to);
+        let from = self.path(rel)?;
+        let dest = self.path(to)?;
         if fs::symlink_metadata(&dest).is_ok() {
             self.archive_existing(rel)?;
             return Ok(false);
@@ -244,7 +297,7 @@ impl Disk {
     /// Moves what is at `rel` (a file or symlink) into the archive. A directory is
     /// left alone. Nothing there: nothing to do.
     pub(crate) fn archive_existing(&self, rel: &RelPath) -> io::Result<()> {
-        let source = self.path(rel);
+        let source = self.path(rel)?;
         match fs::symlink_metadata(&source) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -368,12 +421,20 @@ pub(crate) fn local_stat(path: &Path) -> io::Result<LocalStat> {
 
 fn apply_metadata(path: &Path, record: &FileRecord) -> io::Result<()> {
     // Owners may set times through a read-only descriptor (futimens), so this
-    // works on files whose mode forbids writing.
-    let file = File::open(path)?;
+    // works on files whose mode forbids writing; a link is never followed.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(no_follow())
+        .open(path)?;
     if let Some(time) = record.modified.to_system() {
         file.set_modified(time)?;
     }
     file.set_permissions(fs::Permissions::from_mode(record.mode & 0o7777))
+}
+
+/// `O_NOFOLLOW`: opening a symlink fails instead of opening what it points to.
+fn no_follow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 
 /// A directory must stay enterable by its owner whatever a peer says.
@@ -399,9 +460,9 @@ mod tests {
         let disk = Disk::new(tmp.path().to_owned());
         let rel = RelPath::new("docs/report.pdf").unwrap();
         fs::create_dir_all(tmp.path().join("docs")).unwrap();
-        fs::write(disk.path(&rel), b"old version").unwrap();
+        fs::write(disk.path(&rel).unwrap(), b"old version").unwrap();
         disk.archive_existing(&rel).unwrap();
-        assert!(!disk.path(&rel).exists());
+        assert!(!disk.path(&rel).unwrap().exists());
         let archived: Vec<_> = fs::read_dir(tmp.path().join(".sync/Archive/docs"))
             .unwrap()
             .flatten()
@@ -431,7 +492,7 @@ mod tests {
         let disk = Disk::new(tmp.path().to_owned());
         let rel = RelPath::new("a.txt").unwrap();
         for content in [b"one", b"two"] {
-            fs::write(disk.path(&rel), content).unwrap();
+            fs::write(disk.path(&rel).unwrap(), content).unwrap();
             disk.archive_existing(&rel).unwrap();
         }
         let mut kept: Vec<Vec<u8>> = fs::read_dir(tmp.path().join(".sync/Archive"))
@@ -454,5 +515,49 @@ mod tests {
         assert_eq!(remove_stale_temporaries(tmp.path()), 1);
         assert!(tmp.path().join("d/real").exists());
         assert!(tmp.path().join(".sync/.sync-tmp-keep").exists());
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    #[test]
+    fn nothing_goes_through_a_symlinked_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("folder");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("victim.txt"), b"not yours").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        fs::write(root.join("plain"), b"x").unwrap();
+        let disk = Disk::new(root.clone());
+        let below = RelPath::new("link/victim.txt").unwrap();
+        assert_eq!(
+            disk.path(&below).unwrap_err().kind(),
+            io::ErrorKind::PermissionDenied
+        );
+        assert!(disk.delete(&below).is_err());
+        assert!(disk.archive_existing(&below).is_err());
+        assert!(disk.open_temp(&below, &[1; 32]).is_err());
+        let hash = *blake3::hash(b"not yours").as_bytes();
+        assert_eq!(disk.read_block(&below, 0, 9, &hash), None);
+        let under_file = RelPath::new("plain/x").unwrap();
+        assert_eq!(
+            disk.path(&under_file).unwrap_err().kind(),
+            io::ErrorKind::NotADirectory
+        );
+        assert_eq!(fs::read(outside.join("victim.txt")).unwrap(), b"not yours");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+
+        // The link itself is an entry like any other: archived, not followed.
+        let link = RelPath::new("link").unwrap();
+        disk.archive_existing(&link).unwrap();
+        assert!(outside.join("victim.txt").exists());
+        // And a symlink at the last component is never read through.
+        std::os::unix::fs::symlink(outside.join("victim.txt"), root.join("direct")).unwrap();
+        let direct = RelPath::new("direct").unwrap();
+        assert_eq!(disk.read_block(&direct, 0, 9, &hash), None);
     }
 }

@@ -492,10 +492,12 @@ impl FolderTask {
                     self.applied(done.map(|()| None), signed, record);
                 }
                 Action::CreateDir { signed, record } => {
-                    let done = self
-                        .disk
-                        .create_dir(&record)
-                        .and_then(|()| local_stat(&self.disk.path(&record.path)).map(Some));
+                    let done = self.disk.create_dir(&record).and_then(|()| {
+                        self.disk
+                            .path(&record.path)
+                            .and_then(|p| local_stat(&p))
+                            .map(Some)
+                    });
                     self.applied(done, signed, record);
                 }
                 Action::CreateSymlink { signed, record } => {
@@ -503,8 +505,12 @@ impl FolderTask {
                         FileKind::Symlink { target } => self.disk.create_symlink(&record, target),
                         _ => Ok(()),
                     };
-                    let stat =
-                        done.and_then(|()| local_stat(&self.disk.path(&record.path)).map(Some));
+                    let stat = done.and_then(|()| {
+                        self.disk
+                            .path(&record.path)
+                            .and_then(|p| local_stat(&p))
+                            .map(Some)
+                    });
                     self.applied(stat, signed, record);
                 }
                 Action::UpdateMetadata { signed, record } => {
@@ -651,7 +657,7 @@ impl FolderTask {
 
     /// Whether what is at `path` differs from what the index last saw there.
     fn changed_on_disk(&self, path: &RelPath) -> bool {
-        let on_disk = local_stat(&self.disk.path(path)).ok();
+        let on_disk = self.disk.path(path).and_then(|p| local_stat(&p)).ok();
         let known = self.index.get(path).ok().flatten().and_then(|e| e.local);
         match (on_disk, known) {
             (None, None) => false,
