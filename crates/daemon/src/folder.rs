@@ -30,6 +30,11 @@ use crate::status::{FolderStatus, MAX_NEEDED, NeededStatus, PeerStatus, StatusHa
 
 /// Most bytes of responses waiting unsent to one peer before we answer "busy".
 const MAX_QUEUED_BYTES: u64 = 64 << 20;
+/// Completed files flushed together at most; and bytes.
+const FLUSH_FILES: usize = 1024;
+const FLUSH_BYTES: u64 = 256 << 20;
+/// Longest a completed file waits to be flushed.
+const FLUSH_AFTER: Duration = Duration::from_millis(200);
 /// Events handled before completed files are flushed to disk together.
 const MAX_EVENT_BATCH: usize = 512;
 /// Payload bytes of one index batch: small enough not to hold up responses.
@@ -118,6 +123,8 @@ pub(crate) struct FolderTask {
     /// Files complete and prepared, to be moved into place at the end of the
     /// event batch.
     finalizing: Vec<(SignedRecord, FileRecord)>,
+    finalizing_since: Option<Instant>,
+    finalizing_bytes: u64,
     /// How long `.sync/Archive/` keeps replaced and deleted versions.
     archive_keep: Duration,
     /// Changes that failed (disk full, …), to try again at the given time.
@@ -179,6 +186,8 @@ impl FolderTask {
             last_status: None,
             retries: Vec::new(),
             finalizing: Vec::new(),
+            finalizing_since: None,
+            finalizing_bytes: 0,
             archive_keep,
             summary: (None, index::Summary::default()),
         })
@@ -232,9 +241,10 @@ impl FolderTask {
                 self.drive(now);
             }
             let now = Instant::now();
-            self.flush_finalized();
-            self.drive(now);
-            self.flush_finalized();
+            if stop || self.flush_due(now) {
+                self.flush_finalized();
+                self.drive(now);
+            }
             self.announce();
             self.refresh_status(now);
             if stop {
@@ -588,7 +598,11 @@ impl FolderTask {
             }
         }
         match self.disk.prepare(&record) {
-            Ok(()) => self.finalizing.push((signed, record)),
+            Ok(()) => {
+                self.finalizing_since.get_or_insert_with(Instant::now);
+                self.finalizing_bytes += record.size;
+                self.finalizing.push((signed, record));
+            }
             Err(e) => {
                 report_io("completing", &record.path, &e);
                 self.apply_failed(&record.path, Some(signed));
@@ -604,6 +618,8 @@ impl FolderTask {
         if self.finalizing.is_empty() {
             return;
         }
+        self.finalizing_since = None;
+        self.finalizing_bytes = 0;
         let batch = std::mem::take(&mut self.finalizing);
         let records: Vec<&FileRecord> = batch.iter().map(|(_, r)| r).collect();
         let results = self.disk.commit(&records);
@@ -653,6 +669,20 @@ impl FolderTask {
             self.engine
                 .handle_applied(record, &|p: &RelPath| lookup(index, p));
         }
+    }
+
+    /// Completed files wait to be flushed together, but not long: until many are
+    /// waiting, some time has passed, or nothing else is being fetched.
+    fn flush_due(&self, now: Instant) -> bool {
+        if self.finalizing.is_empty() {
+            return false;
+        }
+        self.finalizing.len() >= FLUSH_FILES
+            || self.finalizing_bytes >= FLUSH_BYTES
+            || self
+                .finalizing_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= FLUSH_AFTER)
+            || self.engine.progress().files == 0
     }
 
     /// Whether what is at `path` differs from what the index last saw there.
@@ -926,4 +956,4 @@ fn report_io(doing: &str, path: &RelPath, e: &std::io::Error) {
 }
 
 /// How often the folder task is woken to retry timeouts.
-pub(crate) const TICK: Duration = Duration::from_millis(500);
+pub(crate) const TICK: Duration = Duration::from_millis(100);
