@@ -731,9 +731,6 @@ fn a_bad_frame_length_closes_the_connection_and_the_node_carries_on() {
 }
 
 #[test]
-#[ignore = "bug: on a malformed frame the daemon drops the connection without the \
-            Close (code 2, protocol violation) that wire.md §7 requires \
-            (crates/daemon/src/peer.rs: read_loop returns Err, run() aborts the writer)"]
 fn a_bad_frame_length_is_answered_with_close_protocol_violation() {
     let s = scene();
     runtime().block_on(async {
@@ -863,11 +860,6 @@ fn a_peer_that_asks_for_real_blocks_and_never_reads_is_held_to_a_bound() {
 }
 
 #[test]
-#[ignore = "bug: the folder's event queue is bounded in messages (1024), not bytes \
-            (crates/daemon/src/run.rs mpsc::channel(1024); peer.rs read_loop forwards \
-            every decoded frame): while the folder thread verifies one big IndexUpdate, \
-            the reader queues up to 1024 more 16 MiB frames, so one peer can make the \
-            node hold ~16 GiB"]
 fn a_flood_of_large_index_updates_keeps_memory_bounded() {
     let s = scene();
     let other = FolderKey::ReadWrite(RwSecret::generate().unwrap());
@@ -1148,10 +1140,6 @@ fn garbage_and_wrong_secrets_fail_the_handshake_and_the_node_carries_on() {
 }
 
 #[test]
-#[ignore = "bug: failed incoming handshakes (wrong password, garbage, unknown folder) \
-            are logged at debug level only (crates/net/src/manager/actor.rs, \
-            Internal::Accepted Err arm: tracing::debug!), so at the default \
-            RUST_LOG=info an attack or a mistyped key leaves no trace"]
 fn failed_handshakes_are_logged_at_info() {
     let s = scene();
     runtime().block_on(async {
@@ -1166,11 +1154,6 @@ fn failed_handshakes_are_logged_at_info() {
 }
 
 #[test]
-#[ignore = "bug: 64 idle TCP connections (net::NetConfig::max_handshakes) hold every \
-            handshake permit until the handshake timeout (10 s + 2 s slack, \
-            crates/net/src/manager/actor.rs listen()), so one host that opens them \
-            and never speaks locks every legitimate peer out, indefinitely if it \
-            reopens them"]
 fn idle_connections_do_not_lock_legitimate_peers_out() {
     let s = scene();
     runtime().block_on(async {

@@ -30,6 +30,8 @@ use crate::status::{FolderStatus, MAX_NEEDED, NeededStatus, PeerStatus, StatusHa
 
 /// Most bytes of responses waiting unsent to one peer before we answer "busy".
 const MAX_QUEUED_BYTES: u64 = 64 << 20;
+/// Rejected records of one batch logged one by one; the rest are counted.
+const MAX_REJECTS_LOGGED: usize = 20;
 /// Completed files flushed together at most; and bytes.
 const FLUSH_FILES: usize = 1024;
 const FLUSH_BYTES: u64 = 256 << 20;
@@ -56,6 +58,9 @@ pub(crate) enum FolderEvent {
         peer: PeerId,
         /// What.
         message: Message,
+        /// The peer's share of the inbound byte budget this message holds,
+        /// returned when the event is dropped (see `peer.rs`).
+        _budget: tokio::sync::OwnedSemaphorePermit,
     },
     /// A peer's channel ended.
     PeerDown {
@@ -228,7 +233,7 @@ impl FolderTask {
                             self.peer_down(&peer);
                         }
                     }
-                    FolderEvent::Message { peer, message } => {
+                    FolderEvent::Message { peer, message, .. } => {
                         self.handle_message(peer, message, now)
                     }
                     FolderEvent::LocalChange(paths) => self.scan_paths(&paths)?,
@@ -373,8 +378,16 @@ impl FolderTask {
                 let rejected = self
                     .engine
                     .handle_records(peer, records, &|p: &RelPath| lookup(index, p));
-                for r in rejected {
+                // A flood of bad records must not flood the log as well.
+                for r in rejected.iter().take(MAX_REJECTS_LOGGED) {
                     tracing::warn!(peer = %r.peer, reason = %r.reason, "rejected a record");
+                }
+                if rejected.len() > MAX_REJECTS_LOGGED {
+                    tracing::warn!(
+                        peer = %peer,
+                        more = rejected.len() - MAX_REJECTS_LOGGED,
+                        "rejected more records in the same batch"
+                    );
                 }
             }
             Message::Request(request) => {

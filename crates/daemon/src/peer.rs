@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use keys::{Access, PeerId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use wire::{Close, CloseCode, FrameDecoder, Message};
 
 use crate::folder::FolderEvent;
@@ -50,6 +50,21 @@ fn message_cost(message: &Message) -> u64 {
     }
 }
 
+/// Most bytes of one peer's decoded messages waiting for the folder thread: a
+/// peer that sends faster than the folder handles is slowed by its own TCP
+/// window, and memory is bounded by bytes, not by a count of 16 MiB frames.
+const MAX_INBOUND_BYTES: usize = 32 << 20;
+
+/// The cost in permits (KiB) of a message held for the folder.
+fn inbound_permits(message: &Message) -> u32 {
+    let bytes = match message {
+        Message::Index(b) | Message::IndexUpdate(b) => b.frame_len(),
+        Message::Response(r) => r.result.as_ref().map_or(0, |b| b.as_bytes().len()),
+        _ => 0,
+    };
+    u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)
+}
+
 /// Runs one connection until either side ends it, then tells the folder.
 pub(crate) async fn run<S>(
     stream: S,
@@ -62,11 +77,17 @@ pub(crate) async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
-    let write = tokio::spawn(write_loop(writer, link_rx, queued));
+    let (close_tx, close_rx) = tokio::sync::oneshot::channel();
+    let mut write = tokio::spawn(write_loop(writer, link_rx, queued, close_rx));
     let reason = read_loop(reader, peer, &events).await;
     match &reason {
         Ok(()) => tracing::info!(peer = %peer, "peer closed the connection"),
-        Err(e) => tracing::info!(peer = %peer, error = %e, "connection ended"),
+        Err(e) => {
+            tracing::info!(peer = %peer, error = %e, "connection ended");
+            // Tell the peer why (wire.md §7), then give up on it.
+            let _ = close_tx.send(Close::new(CloseCode::ProtocolViolation, e));
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut write).await;
+        }
     }
     write.abort();
     let _ = events
@@ -81,6 +102,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) -> Result<(), String> {
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 256 * 1024];
+    let budget = Arc::new(Semaphore::new(MAX_INBOUND_BYTES / 1024));
     loop {
         let n = reader.read(&mut buf).await.map_err(|e| e.to_string())?;
         if n == 0 {
@@ -98,11 +120,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         return Err(format!("peer closed: {:?} {}", close.code, close.message));
                     }
                     Ok(message) => {
-                        if events
-                            .send(FolderEvent::Message { peer, message })
-                            .await
-                            .is_err()
-                        {
+                        let permits =
+                            inbound_permits(&message).min(MAX_INBOUND_BYTES as u32 / 1024);
+                        let Ok(permit) = budget.clone().acquire_many_owned(permits).await else {
+                            return Ok(());
+                        };
+                        let event = FolderEvent::Message {
+                            peer,
+                            message,
+                            _budget: permit,
+                        };
+                        if events.send(event).await.is_err() {
                             return Ok(());
                         }
                     }
@@ -126,9 +154,26 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::UnboundedReceiver<Message>,
     queued: Arc<AtomicU64>,
+    mut close: tokio::sync::oneshot::Receiver<Close>,
 ) {
     let mut out = Vec::with_capacity(1 << 20);
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            reason = &mut close => {
+                if let Ok(reason) = reason {
+                    out.clear();
+                    Message::Close(reason).encode(&mut out);
+                    let _ = writer.write_all(&out).await;
+                    let _ = writer.shutdown().await;
+                }
+                return;
+            }
+            message = rx.recv() => match message {
+                Some(message) => message,
+                None => break,
+            },
+        };
         out.clear();
         let mut cost = message_cost(&first);
         first.encode(&mut out);
@@ -147,8 +192,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         queued.fetch_sub(cost.min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);
     }
-    let mut close = Vec::new();
-    Message::Close(Close::new(CloseCode::Normal, "shutting down")).encode(&mut close);
-    let _ = writer.write_all(&close).await;
+    let mut bye = Vec::new();
+    Message::Close(Close::new(CloseCode::Normal, "shutting down")).encode(&mut bye);
+    let _ = writer.write_all(&bye).await;
     let _ = writer.shutdown().await;
 }

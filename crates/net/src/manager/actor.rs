@@ -214,7 +214,7 @@ pub(super) async fn run(
             }) => actor.dialed(folder, addr, result),
             Event::Internal(Internal::Accepted { remote, result }) => match result {
                 Ok(stream) => actor.offer(*stream, remote, "incoming", false),
-                Err(e) => tracing::debug!(%remote, error = %e, "incoming handshake failed"),
+                Err(e) => tracing::info!(%remote, error = %e, "incoming handshake failed"),
             },
             Event::Command(Command::Disconnected(id)) => actor.disconnected(id),
             Event::Command(Command::AddFolder(f)) => actor.add_folder(f),
@@ -228,6 +228,10 @@ pub(super) async fn run(
     tracing::info!(peer = %actor.me, "connection manager stopped");
     // Dropping the actor aborts its tasks and stops the discovery sources.
 }
+
+/// How long an accepted connection may stay silent before its handshake slot
+/// is given back.
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Accepts connections and runs the serving handshake on each, at most
 /// `sem` at once; a connection arriving before any folder is served is closed.
@@ -267,14 +271,22 @@ async fn listen(
         let handshaking = Arc::clone(&handshaking);
         handshaking.fetch_add(1, Ordering::SeqCst);
         handshakes.spawn(async move {
-            let result = match tokio::time::timeout(
-                timeout + DIAL_SLACK,
-                channel::establish(stream, &config),
-            )
-            .await
-            {
-                Ok(r) => r.map(Box::new),
-                Err(_) => Err(ChannelError::Timeout),
+            // A dialer speaks first, at once; a connection that stays silent
+            // gives its handshake slot back quickly, so idle connections cannot
+            // keep real peers out.
+            let mut first = [0u8; 1];
+            let spoke = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await;
+            let result = match spoke {
+                Ok(Ok(n)) if n > 0 => match tokio::time::timeout(
+                    timeout + DIAL_SLACK,
+                    channel::establish(stream, &config),
+                )
+                .await
+                {
+                    Ok(r) => r.map(Box::new),
+                    Err(_) => Err(ChannelError::Timeout),
+                },
+                _ => Err(ChannelError::Timeout),
             };
             // Report first, then count down: a status never shows "no
             // handshake" while a result is still on its way.
