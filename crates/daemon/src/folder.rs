@@ -163,7 +163,7 @@ impl FolderTask {
     ) -> Result<Self, DaemonError> {
         let ro_key = key.ro_key().ok_or(DaemonError::EncryptedNotSupported)?;
         let signer = key.signing_key();
-        let index = Index::open(index_path)?;
+        let index = Index::open_exclusive(index_path)?;
         let scan = ScanOptions::new(me.short(), signer.clone());
         let engine = Folder::new(FolderConfig {
             ro_key,
@@ -268,12 +268,12 @@ impl FolderTask {
     }
 
     fn full_scan(&mut self) -> Result<(), DaemonError> {
+        let before = self.needed_sequences(None);
         let now = std::time::SystemTime::now();
         let pruned = crate::disk::prune_archive(self.disk.root(), self.archive_keep, now);
         if pruned > 0 {
             tracing::info!(pruned, "removed archived versions past their keeping time");
         }
-        let before = self.needed_sequences();
         let summary = scan::scan_once(self.disk.root(), &mut self.index, &self.scan)?;
         if summary.changed_anything() {
             tracing::info!("scan: {summary}");
@@ -283,7 +283,7 @@ impl FolderTask {
     }
 
     fn scan_paths(&mut self, paths: &[RelPath]) -> Result<(), DaemonError> {
-        let before = self.needed_sequences();
+        let before = self.needed_sequences(Some(paths));
         let summary = scan::scan_paths(self.disk.root(), &mut self.index, &self.scan, paths)?;
         if summary.changed_anything() {
             tracing::info!("local change: {summary}");
@@ -292,12 +292,13 @@ impl FolderTask {
         Ok(())
     }
 
-    /// Index sequences of the paths being fetched, to tell which a scan changed.
-    fn needed_sequences(&self) -> Vec<(RelPath, Option<u64>)> {
+    /// Index sequences of the paths being fetched (those at or below `scope`,
+    /// or all), to tell which a scan changed.
+    fn needed_sequences(&self, scope: Option<&[RelPath]>) -> Vec<(RelPath, Option<u64>)> {
         self.engine
-            .needed()
-            .into_iter()
-            .map(|(path, _)| {
+            .needed_paths()
+            .filter(|path| scope.is_none_or(|s| s.iter().any(|dir| path.starts_with(dir))))
+            .map(|path| {
                 let seq = self.index.get(&path).ok().flatten().map(|e| e.sequence);
                 (path, seq)
             })

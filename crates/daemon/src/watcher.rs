@@ -31,7 +31,8 @@ pub(crate) fn start(
             Ok(batch) => {
                 let mut paths = Vec::new();
                 let mut rescan = false;
-                for ev in &batch {
+                // Reads (ours, when serving blocks) change nothing.
+                for ev in batch.iter().filter(|ev| !ev.kind.is_access()) {
                     rescan |= ev.need_rescan();
                     for p in &ev.paths {
                         match relative(&root_owned, p) {

@@ -596,6 +596,11 @@ impl Folder {
             && self.actions.is_empty()
     }
 
+    /// Paths still needed, in no particular order.
+    pub fn needed_paths(&self) -> impl Iterator<Item = RelPath> + '_ {
+        self.needed.keys().cloned()
+    }
+
     /// Paths still needed, with the peers that could serve them now (for `status`).
     pub fn needed(&self) -> Vec<(RelPath, Vec<PeerId>)> {
         let mut out: Vec<_> = self
