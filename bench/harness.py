@@ -26,15 +26,17 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PAUSE = float(os.environ.get("BENCH_PAUSE", "5"))
 RUN_TIMEOUT = float(os.environ.get("BENCH_RUN_TIMEOUT", "600"))
 SWARMSYNC = os.environ.get("SWARMSYNC_BIN", "target/release/swarmsync")
-# BENCH_PERF=1: run the swarmsync peers under `perf record -g` (profiles land in
+# BENCH_PERF=1: run the swarmsync peers under `perf record --call-graph dwarf` (profiles land in
 # $BENCH_ROOT/run/perf-{src,dst}-DATASET.data; the numbers of such a run are not results).
 PERF = os.environ.get("BENCH_PERF", "") not in ("", "0")
-PERF_FREQ = os.environ.get("BENCH_PERF_FREQ", "499")
+PERF_FREQ = os.environ.get("BENCH_PERF_FREQ", "199")
+PERF_CG = os.environ.get("BENCH_PERF_CALLGRAPH", "dwarf,16384")
 DATASETS = os.environ.get("BENCH_DATASETS", "large small").split()
 TOOLS = os.environ.get(
     "BENCH_TOOLS", "swarmsync syncthing rsync rsync-fsync cp"
 ).split()
 RUN = os.path.join(ROOT, "run")
+OUT = os.environ.get("BENCH_OUT", ROOT)  # where results.md / results.json go
 CLK = os.sysconf("SC_CLK_TCK")
 # Names that belong to a tool, not to the data: never compared, never copied.
 META = {".sync", ".stfolder", ".stversions", ".stignore"}
@@ -258,7 +260,7 @@ def run_swarmsync(src, dst, manifest):
     def pre(side):
         if not PERF:
             return []
-        return ["perf", "record", "-F", PERF_FREQ, "-g", "-o",
+        return ["perf", "record", "-F", PERF_FREQ, "--call-graph", PERF_CG, "-o",
                 os.path.join(RUN, f"perf-{side}-{ds}.data"), "--"]
 
     try:
@@ -675,9 +677,10 @@ def main():
     text = report(results, sizes, ceil, meta)
     if failures:
         text += "\n\nFAILURES:\n" + "\n".join(failures)
-    with open(os.path.join(ROOT, "results.md"), "w") as f:
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "results.md"), "w") as f:
         f.write(text + "\n")
-    with open(os.path.join(ROOT, "results.json"), "w") as f:
+    with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump({"results": results, "ceilings": ceil, "meta": meta,
                    "failures": failures}, f, indent=1)
     print(text)
