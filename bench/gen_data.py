@@ -13,10 +13,17 @@ import random
 import sys
 
 
-def write(path, data):
+CHUNK = 16 << 20  # randbytes() of more than 256 MiB overflows; chunks of 16 MiB
+
+
+def write(path, rng, size):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
-        f.write(data)
+        left = size
+        while left:
+            n = min(left, CHUNK)
+            f.write(rng.randbytes(n))
+            left -= n
 
 
 def main():
@@ -47,7 +54,7 @@ def main():
         os.remove(manifest)
     os.makedirs(out, exist_ok=True)
     for rel, size in entries:
-        write(os.path.join(out, rel), rng.randbytes(size))
+        write(os.path.join(out, rel), rng, size)
     with open(manifest, "w") as f:
         f.write(text)
     print(f"{out}: {len(entries)} files, {sum(s for _, s in entries)} bytes", file=sys.stderr)

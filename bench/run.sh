@@ -15,6 +15,7 @@
 #   BENCH_ROOT [/var/tmp/swarmsync-bench]   datasets, scratch trees, logs, results
 #   BENCH_SEED [20261201] dataset seed
 #   BENCH_TIMEOUT [3600]  bound on the whole comparison, seconds
+#   BENCH_OUT [$BENCH_ROOT]  where results.md, results.json and conditions.txt go
 #   BENCH_NO_BUILD=1      skip `cargo build --release`
 #   BENCH_REV=<rev>       build that committed revision (e.g. HEAD) from a `git archive`
 #                         export under $BENCH_ROOT/src instead of the working tree (the
@@ -31,6 +32,8 @@ export BENCH_SCALE=${BENCH_SCALE:-0.25}
 export BENCH_ROOT=${BENCH_ROOT:-/var/tmp/swarmsync-bench}
 SEED=${BENCH_SEED:-20261201}
 NS=swarmsync-bench-$$
+OUTDIR=${BENCH_OUT:-$BENCH_ROOT}
+mkdir -p "$OUTDIR"
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "bench/run.sh needs root (network namespace, nftables, apt-get)" >&2
@@ -108,10 +111,10 @@ ip netns exec "$NS" ip link set lo up
     echo "syncthing: $(syncthing --version | awk '{print $2}')"
     echo "rsync: $(rsync --version | head -1 | awk '{print $3}')"
     echo "load before: $(uptime | sed 's/.*load average: //')"
-} | tee "$BENCH_ROOT/conditions.txt"
+} | tee "$OUTDIR/conditions.txt"
 
 status=0
 timeout --signal=TERM --kill-after=30 "${BENCH_TIMEOUT:-3600}" \
     ip netns exec "$NS" python3 "$REPO/bench/harness.py" || status=$?
-echo "load after: $(uptime | sed 's/.*load average: //')" | tee -a "$BENCH_ROOT/conditions.txt"
+echo "load after: $(uptime | sed 's/.*load average: //')" | tee -a "$OUTDIR/conditions.txt"
 exit $status
