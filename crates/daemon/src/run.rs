@@ -74,6 +74,12 @@ pub fn run(
     )?;
     let (events_tx, events_rx) = mpsc::channel::<FolderEvent>(1024);
 
+    // Watch before the folder task's first scan, so nothing changed in between
+    // is missed (events wait in the queue until the scan is done).
+    let watcher = options
+        .watch
+        .then(|| crate::watcher::start(&options.root, events_tx.clone(), options.rescan_interval))
+        .flatten();
     let folder = std::thread::Builder::new()
         .name("swarmsync-folder".into())
         .spawn(move || task.run(events_rx))
@@ -84,12 +90,8 @@ pub fn run(
         tracing::info!(listen = %manager.local_addr(), folder = %key.folder_id(), "syncing {}", options.root.display());
         let (handle, mut net_events) = manager.start(vec![FolderCredentials::new(&key)]);
 
-        let _watcher = options
-            .watch
-            .then(|| crate::watcher::start(&options.root, events_tx.clone(), options.rescan_interval))
-            .flatten();
         let ticks = events_tx.clone();
-        let rescan_every = if _watcher.is_some() { options.rescan_interval } else { Duration::from_secs(60) };
+        let rescan_every = if watcher.is_some() { options.rescan_interval } else { Duration::from_secs(60) };
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(TICK);
             let mut rescan = tokio::time::interval(rescan_every);
@@ -142,6 +144,7 @@ pub fn run(
         Ok(())
     });
     // However the network side ended, the folder task stops too.
+    drop(watcher);
     let _ = events_tx.blocking_send(FolderEvent::Shutdown);
     drop(events_tx);
     let folder_result = folder.join().map_err(|_| DaemonError::FolderPanicked)?;
