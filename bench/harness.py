@@ -24,7 +24,7 @@ ROOT = os.environ.get("BENCH_ROOT", "/var/tmp/swarmsync-bench")
 SCALE = float(os.environ.get("BENCH_SCALE", "0.25"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PAUSE = float(os.environ.get("BENCH_PAUSE", "5"))
-RUN_TIMEOUT = float(os.environ.get("BENCH_RUN_TIMEOUT", "600"))
+RUN_TIMEOUT = float(os.environ.get("BENCH_RUN_TIMEOUT", "600"))  # per run, seconds
 SWARMSYNC = os.environ.get("SWARMSYNC_BIN", "target/release/swarmsync")
 # BENCH_PERF=1: run the swarmsync peers under `perf record --call-graph dwarf` (profiles land in
 # $BENCH_ROOT/run/perf-{src,dst}-DATASET.data; the numbers of such a run are not results).
@@ -487,11 +487,19 @@ def run_rsync(src, dst, manifest, fsync):
         args = ["rsync", "-a"] + (["--fsync"] if fsync else []) + [
             f"--exclude=/{m}" for m in sorted(META)] + [
             f"rsync://127.0.0.1:{port}/data/", dst + "/"]
-        c = subprocess.run(rusage + [ru_c] + args, timeout=RUN_TIMEOUT,
-                           capture_output=True, text=True)
+        errf = os.path.join(RUN, "rsync-client.log")
+        with open(errf, "w") as err:
+            c = subprocess.Popen(rusage + [ru_c] + args, stdin=subprocess.DEVNULL,
+                                 stdout=err, stderr=err, start_new_session=True)
+        try:
+            rc = c.wait(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(c.pid, signal.SIGKILL)  # the wrapper and the rsync it started
+            c.wait()
+            raise RuntimeError("rsync did not finish before the deadline")
         t1 = time.monotonic()
-        if c.returncode != 0:
-            raise RuntimeError(f"rsync failed: {c.stderr[-2000:]}")
+        if rc != 0:
+            raise RuntimeError(f"rsync failed: {open(errf).read()[-2000:]}")
         n1 = nft_bytes("rsync")
     finally:
         stop(d)
@@ -632,6 +640,23 @@ def report(results, sizes, ceil, meta):
     return "\n".join(lines)
 
 
+def keep_evidence(name, dst):
+    """The peers' logs and a listing of the destination of a failed run, kept under
+    $BENCH_OUT/failures/ (the next run of the same tool overwrites the logs in RUN)."""
+    where = os.path.join(OUT, "failures", name)
+    os.makedirs(where, exist_ok=True)
+    for f in os.listdir(RUN):
+        if f.endswith(".log"):
+            shutil.copy(os.path.join(RUN, f), where)
+    with open(os.path.join(where, "dst-listing.txt"), "w") as out:
+        for d, _dirs, files in os.walk(dst):
+            for name_ in files:
+                p = os.path.join(d, name_)
+                st = os.stat(p)
+                out.write(f"{os.path.relpath(p, dst)}\t{st.st_size}\t{st.st_blocks * 512}\n")
+    log(f"  evidence kept in {where}")
+
+
 def main():
     os.makedirs(RUN, exist_ok=True)
     data = os.path.join(ROOT, "data")
@@ -658,6 +683,7 @@ def main():
                 except Exception as e:  # noqa: BLE001 - reported, fails the run
                     log(f"FAILED {ds} {tool}: {e}")
                     failures.append(f"{ds} {tool} round {rnd + 1}: {e}")
+                    keep_evidence(f"{ds}-{tool}-round{rnd + 1}", dst)
                     continue
                 r["round"] = rnd + 1
                 log(f"  {r['wall']:.2f} s, {sizes[ds] / r['wall'] / 1e6:.0f} MB/s, "
