@@ -474,6 +474,12 @@ impl FolderTask {
         }
         let data = match response.result {
             Ok(block) => block.into_bytes(),
+            Err(ResponseError::Busy) => {
+                // Not a missing block: ask again (a busy peer is still a source).
+                self.engine
+                    .handle_refused(&peer, &request.path, request.file_hash, request.index);
+                return;
+            }
             Err(e) => {
                 tracing::debug!(peer = %peer, path = %request.path, error = ?e, "block not served");
                 self.engine.handle_bad_block(

@@ -524,6 +524,18 @@ impl Folder {
         self.consider(needed.from, needed.signed, needed.record, index);
     }
 
+    /// A peer was too busy to serve block `index` of version `file_hash`; it is
+    /// asked again (the peer still holds it).
+    pub fn handle_refused(
+        &mut self,
+        peer: &PeerId,
+        path: &RelPath,
+        file_hash: [u8; 32],
+        index: usize,
+    ) {
+        self.scheduler.handle_refused(peer, path, file_hash, index);
+    }
+
     /// Gives up requests that took too long.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.scheduler.handle_timeout(now);

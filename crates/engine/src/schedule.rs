@@ -389,6 +389,25 @@ impl Scheduler {
         file_hash: [u8; 32],
         index: usize,
     ) {
+        if self
+            .need_mut(path)
+            .is_some_and(|n| n.record.hash == file_hash)
+        {
+            self.handle_refused(peer, path, file_hash, index);
+            self.peer_lost_file(peer, path);
+        }
+    }
+
+    /// `peer` could not serve block `index` of version `file_hash` right now (it is
+    /// busy): the block is asked again, of it or another peer, and the peer still
+    /// counts as holding the version.
+    pub fn handle_refused(
+        &mut self,
+        peer: &PeerId,
+        path: &RelPath,
+        file_hash: [u8; 32],
+        index: usize,
+    ) {
         let Some(need) = self.need_mut(path) else {
             return;
         };
@@ -408,7 +427,6 @@ impl Scheduler {
         if was_asked {
             self.release(peer, size);
         }
-        self.peer_lost_file(peer, path);
         self.wake_all();
     }
 

@@ -294,3 +294,19 @@ fn a_fast_peer_gets_a_deeper_pipeline() {
         outstanding.len()
     );
 }
+
+#[test]
+fn a_busy_peer_is_asked_again_and_still_counts_as_a_source() {
+    let mut s = Scheduler::new(config());
+    let f = file("a", 1, 1);
+    s.add_file(f.clone());
+    s.peer_connected(peer(1));
+    s.peer_has_file(&peer(1), &f.path, f.hash);
+    let now = Instant::now();
+    assert_eq!(drain(&mut s, now).len(), 1);
+    s.handle_refused(&peer(1), &f.path, f.hash, 0);
+    assert_eq!(s.sources(&f.path), vec![peer(1)]);
+    let again = drain(&mut s, now);
+    assert_eq!(again.len(), 1, "asked again");
+    assert_eq!(again[0].peer, peer(1));
+}
