@@ -36,6 +36,8 @@ pub(crate) fn start(
                     rescan |= ev.need_rescan();
                     for p in &ev.paths {
                         match relative(&root_owned, p) {
+                            // Our own temporaries come and go with every transfer.
+                            Some(Some(rel)) if record::is_temp_name(rel.file_name()) => {}
                             Some(Some(rel)) => paths.push(rel),
                             Some(None) => rescan = true,
                             None => {}
