@@ -172,14 +172,39 @@ struct PeerState {
     idle: bool,
 }
 
+/// What a peer holds of one needed version, looked up once per file rather than
+/// once per block.
+#[derive(Debug, Clone, Copy)]
+enum Holding<'a> {
+    Nothing,
+    Whole,
+    Some(&'a [bool]),
+}
+
+impl Holding<'_> {
+    fn has(self, index: usize) -> bool {
+        match self {
+            Self::Nothing => false,
+            Self::Whole => true,
+            Self::Some(bits) => bits.get(index) == Some(&true),
+        }
+    }
+}
+
 impl PeerState {
-    fn can_serve(&self, need: &FileNeed, index: usize) -> bool {
+    fn holding(&self, need: &FileNeed) -> Holding<'_> {
         let path = &need.record.path;
         if self.whole.get(path) == Some(&need.record.hash) {
-            return true;
+            return Holding::Whole;
         }
-        matches!(self.partial.get(path), Some((hash, bits))
-            if *hash == need.record.hash && bits.get(index) == Some(&true))
+        match self.partial.get(path) {
+            Some((hash, bits)) if *hash == need.record.hash => Holding::Some(bits),
+            _ => Holding::Nothing,
+        }
+    }
+
+    fn can_serve(&self, need: &FileNeed, index: usize) -> bool {
+        self.holding(need).has(index)
     }
 
     fn has_room(&self, config: &ScheduleConfig) -> bool {
@@ -549,14 +574,20 @@ impl Scheduler {
         let mut best: Option<(usize, u64, usize)> = None;
         let mut endgame: Option<(u64, usize)> = None;
         let mut active = 0;
+        let mut theirs: Vec<Holding<'_>> = Vec::with_capacity(others.len());
         for (key, need) in self.files.iter().filter(|(_, n)| n.left > 0) {
+            let mine = me.holding(need);
+            if matches!(mine, Holding::Nothing) {
+                continue;
+            }
+            theirs.clear();
+            theirs.extend(others.iter().map(|p| p.holding(need)));
             let mut missing_here = false;
             for (index, state) in need.blocks.iter().enumerate() {
                 match state {
-                    BlockState::Missing if me.can_serve(need, index) => {
+                    BlockState::Missing if mine.has(index) => {
                         missing_here = true;
-                        let holders =
-                            1 + others.iter().filter(|p| p.can_serve(need, index)).count();
+                        let holders = 1 + theirs.iter().filter(|h| h.has(index)).count();
                         if best.is_none_or(|(h, _, _)| holders < h) {
                             best = Some((holders, *key, index));
                         }
@@ -565,7 +596,7 @@ impl Scheduler {
                         if endgame.is_none()
                             && at.len() == 1
                             && at.iter().all(|(p, _)| p != peer)
-                            && me.can_serve(need, index) =>
+                            && mine.has(index) =>
                     {
                         endgame = Some((*key, index));
                     }
