@@ -399,10 +399,14 @@ impl FolderTask {
             }
             Message::Response(response) => self.receive(peer, response, now),
             Message::Availability(a) => {
-                if let Ok(path) = RelPath::new(a.path.as_str()) {
+                // Flags are built only up to the block count of a version we fetch,
+                // whatever `first_block` a peer claims.
+                if let Ok(path) = RelPath::new(a.path.as_str())
+                    && let Some(blocks) = self.engine.blocks_needed(&path, a.file_hash)
+                {
                     let first = a.first_block as usize;
-                    let have = (0..first + a.bits.len())
-                        .map(|i| i >= first && a.bits.get(i - first))
+                    let have = (0..blocks)
+                        .map(|i| i >= first && i - first < a.bits.len() && a.bits.get(i - first))
                         .collect();
                     self.engine
                         .handle_availability(&peer, &path, a.file_hash, have);

@@ -413,14 +413,28 @@ impl Folder {
     }
 
     /// A peer holds some blocks of a version it is still fetching.
+    /// Only a version being fetched is kept track of, and only as many flags as it
+    /// has blocks: a peer cannot grow our memory with availability of other files.
     pub fn handle_availability(
         &mut self,
         peer: &PeerId,
         path: &RelPath,
         file_hash: [u8; 32],
-        have: Vec<bool>,
+        mut have: Vec<bool>,
     ) {
+        let Some(blocks) = self.blocks_needed(path, file_hash) else {
+            return;
+        };
+        have.truncate(blocks);
         self.scheduler.peer_has_blocks(peer, path, file_hash, have);
+    }
+
+    /// How many blocks the version `file_hash` of `path` has, if it is being fetched.
+    pub fn blocks_needed(&self, path: &RelPath, file_hash: [u8; 32]) -> Option<usize> {
+        self.needed
+            .get(path)
+            .filter(|n| n.record.hash == file_hash)
+            .map(|n| n.record.blocks.len())
     }
 
     /// A peer connected (its records come through [`handle_records`](Self::handle_records)).

@@ -330,3 +330,26 @@ fn directories_come_before_their_contents() {
     let actions = fx.actions();
     assert!(matches!(&actions[0], Action::CreateDir { record, .. } if record.path.as_str() == "d"));
 }
+
+#[test]
+fn availability_is_kept_only_for_versions_being_fetched() {
+    let mut fx = Fixture::new();
+    fx.folder.peer_connected(peer(1));
+    fx.folder.peer_connected(peer(2));
+    let f = file("a", &[(1, 1)], 4, 2);
+    fx.receive(peer(1), std::slice::from_ref(&f));
+    // Another file, or another version: ignored.
+    fx.folder
+        .handle_availability(&peer(2), &path("other"), f.hash, vec![true; 1000]);
+    fx.folder
+        .handle_availability(&peer(2), &f.path, [9; 32], vec![true, true]);
+    assert_eq!(fx.folder.needed(), vec![(f.path.clone(), vec![peer(1)])]);
+    // The version being fetched: counted, and cut to its block count.
+    fx.folder
+        .handle_availability(&peer(2), &f.path, f.hash, vec![false, true, true, true]);
+    assert_eq!(
+        fx.folder.needed(),
+        vec![(f.path.clone(), vec![peer(1), peer(2)])]
+    );
+    assert_eq!(fx.folder.blocks_needed(&f.path, f.hash), Some(2));
+}
