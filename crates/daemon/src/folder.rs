@@ -118,7 +118,8 @@ pub(crate) struct FolderTask {
     me: PeerId,
     access: Access,
     peers: HashMap<PeerId, Peer>,
-    requests: HashMap<u32, BlockRequest>,
+    /// Requests sent and not yet answered, with when they were sent.
+    requests: HashMap<u32, (Instant, BlockRequest)>,
     next_request: u32,
     software: String,
     state_dir: PathBuf,
@@ -240,6 +241,7 @@ impl FolderTask {
                     FolderEvent::Rescan => self.full_scan()?,
                     FolderEvent::Tick => {
                         self.engine.handle_timeout(now);
+                        self.forget_stale_requests(now);
                         self.retry_due(now);
                     }
                 }
@@ -351,7 +353,7 @@ impl FolderTask {
         if self.peers.remove(peer).is_some() {
             tracing::info!(peer = %peer, "peer disconnected");
         }
-        self.requests.retain(|_, r| r.peer != *peer);
+        self.requests.retain(|_, (_, r)| r.peer != *peer);
         self.engine.peer_disconnected(peer);
     }
 
@@ -469,11 +471,11 @@ impl FolderTask {
     }
 
     fn receive(&mut self, peer: PeerId, response: wire::Response, now: Instant) {
-        let Some(request) = self.requests.remove(&response.request_id) else {
+        let Some((sent, request)) = self.requests.remove(&response.request_id) else {
             return;
         };
         if request.peer != peer {
-            self.requests.insert(response.request_id, request);
+            self.requests.insert(response.request_id, (sent, request));
             return;
         }
         let data = match response.result {
@@ -576,7 +578,7 @@ impl FolderTask {
             size: request.size,
             hint,
         }));
-        self.requests.insert(id, request);
+        self.requests.insert(id, (Instant::now(), request));
     }
 
     /// Copies into the new version's temporary every block some local file holds.
@@ -906,6 +908,8 @@ impl FolderTask {
     }
 }
 
+/// A request unanswered this long is forgotten (well past the engine's timeout).
+const STALE_REQUEST: Duration = Duration::from_secs(300);
 /// How long a failed change waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Most failed changes remembered for a retry.
@@ -948,6 +952,13 @@ impl FolderTask {
                 Err(e) => tracing::warn!(error = %e, "storing a peer's progress failed"),
             }
         }
+    }
+
+    /// Forgets requests a peer never answered: the engine gave up on them at
+    /// its timeout and asked again under a new id; an answer this late is dropped.
+    fn forget_stale_requests(&mut self, now: Instant) {
+        self.requests
+            .retain(|_, (sent, _)| now.saturating_duration_since(*sent) < STALE_REQUEST);
     }
 
     /// Hands failed changes whose time has come back to the engine.
