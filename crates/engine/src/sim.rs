@@ -53,6 +53,10 @@ pub(crate) struct SimNet {
     /// Block requests and responses lost, per thousand.
     loss: u64,
     rng: u64,
+    /// Block requests sent so far, by every node.
+    pub(crate) block_requests: u64,
+    /// Local changes gathered to be announced in one message (one scan).
+    held: Option<Vec<SignedRecord>>,
     now: Instant,
     /// Every content ever written by a user, and whether the user overwrote or
     /// deleted it themselves (then losing it is their doing, not ours).
@@ -107,6 +111,8 @@ impl SimNet {
             latency: 1,
             loss: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
+            block_requests: 0,
+            held: None,
             now: Instant::now(),
             written: Vec::new(),
             clock: 1,
@@ -164,6 +170,9 @@ impl SimNet {
         if !self.connected(from, to) {
             return;
         }
+        if matches!(message, Message::Request(_)) {
+            self.block_requests += 1;
+        }
         if self.loss > 0 && !matches!(message, Message::Records(_)) {
             self.rng ^= self.rng << 13;
             self.rng ^= self.rng >> 7;
@@ -190,7 +199,10 @@ impl SimNet {
         let path = RelPath::new(path).expect("test path");
         let node = &mut self.nodes[n];
         if let Some(old) = node.files.get(&path)
-            && let Some(entry) = self.written.iter_mut().find(|(c, _)| c == old)
+            && let Some(entry) = self
+                .written
+                .iter_mut()
+                .find(|(c, by_user)| c == old && !*by_user)
         {
             entry.1 = true;
         }
@@ -226,7 +238,11 @@ impl SimNet {
         let Some(old) = node.files.remove(&path) else {
             return;
         };
-        if let Some(entry) = self.written.iter_mut().find(|(c, _)| *c == old) {
+        if let Some(entry) = self
+            .written
+            .iter_mut()
+            .find(|(c, by_user)| *c == old && !*by_user)
+        {
             entry.1 = true;
         }
         self.clock += 1;
@@ -257,7 +273,29 @@ impl SimNet {
         let index = &node.index;
         node.folder
             .handle_local_change(&path, &|p: &RelPath| index.get(p).map(|(l, _)| l.clone()));
-        self.broadcast(n, signed);
+        match &mut self.held {
+            Some(held) => held.push(signed),
+            None => self.broadcast(n, signed),
+        }
+    }
+
+    /// A user on node `n` renames `from` to `to`; the scanner sees both sides in
+    /// one scan and announces them together.
+    pub(crate) fn rename(&mut self, n: usize, from: &str, to: &str) {
+        let Some(content) = self.nodes[n]
+            .files
+            .get(&RelPath::new(from).expect("test path"))
+            .cloned()
+        else {
+            return;
+        };
+        self.held = Some(Vec::new());
+        self.delete(n, from);
+        self.write(n, to, &content);
+        let records = self.held.take().unwrap_or_default();
+        for to in 0..self.nodes.len() {
+            self.send(n, to, Message::Records(records.clone()));
+        }
     }
 
     /// Delivers one message on every link and runs every node's actions. Returns

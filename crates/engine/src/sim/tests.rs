@@ -114,30 +114,26 @@ fn edit_beats_concurrent_delete() {
 fn rename_costs_no_transfer() {
     let mut net = SimNet::new(2);
     net.connect(0, 1);
-    net.write(0, "old", b"a rename should copy these blocks locally");
+    let content = b"a rename should copy these blocks locally";
+    net.write(0, "old", content);
     net.drive();
-    let content = net.nodes[0]
-        .files
-        .remove(&RelPath::new("old").unwrap())
-        .unwrap();
-    // The scanner sees a delete and a create with the same content.
-    net.nodes[0]
-        .files
-        .insert(RelPath::new("old").unwrap(), content.clone());
-    net.delete(0, "old");
-    net.write(0, "new", &content);
-    // Cut requests: any block request would fail to be answered.
-    let before = net.queues.values().map(VecDeque::len).sum::<usize>();
-    assert!(before > 0);
+    let fetched = net.block_requests;
+    assert!(fetched > 0, "the first copy is fetched");
+    net.rename(0, "old", "new");
     net.drive();
     assert!(net.converged());
     assert_eq!(file_names(&net, 1), vec!["new"]);
+    assert_eq!(
+        net.block_requests, fetched,
+        "the renamed file's blocks came from the old one"
+    );
 }
 
 #[derive(Debug, Clone)]
 enum Op {
     Write { node: usize, file: usize, tag: u16 },
     Delete { node: usize, file: usize },
+    Rename { node: usize, from: usize, to: usize },
     Cut { a: usize, b: usize },
     Join { a: usize, b: usize },
     Steps(u8),
@@ -147,6 +143,7 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..nodes, 0..4usize, any::<u16>()).prop_map(|(node, file, tag)| Op::Write { node, file, tag }),
         1 => (0..nodes, 0..4usize).prop_map(|(node, file)| Op::Delete { node, file }),
+        1 => (0..nodes, 0..4usize, 0..4usize).prop_map(|(node, from, to)| Op::Rename { node, from, to }),
         1 => (0..nodes, 0..nodes).prop_map(|(a, b)| Op::Cut { a, b }),
         1 => (0..nodes, 0..nodes).prop_map(|(a, b)| Op::Join { a, b }),
         2 => (1u8..20).prop_map(Op::Steps),
@@ -183,6 +180,8 @@ fn run_ops_on(mut net: SimNet, ops: Vec<Op>) -> SimNet {
                 net.write(node, names[file], content.as_bytes());
             }
             Op::Delete { node, file } => net.delete(node, names[file]),
+            Op::Rename { node, from, to } if from != to => net.rename(node, names[from], names[to]),
+            Op::Rename { .. } => {}
             Op::Cut { a, b } => net.disconnect(a, b),
             Op::Join { a, b } => net.connect(a, b),
             Op::Steps(n) => {
