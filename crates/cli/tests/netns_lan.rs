@@ -16,10 +16,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{noise, strip_ansi, tree};
 
 /// How long a test waits for something before it fails (a bound, not a
 /// measurement).
@@ -212,26 +215,6 @@ impl Drop for Peer {
     }
 }
 
-/// `text` without ANSI escape sequences (`ESC [ … letter`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Everything the peers logged, for failure messages.
 fn logs(peers: &[&Peer]) -> String {
     peers
@@ -255,66 +238,6 @@ fn wait_until(what: &str, peers: &mut [&mut Peer], mut done: impl FnMut(&[&mut P
     }
     let all: Vec<&Peer> = peers.iter().map(|p| &**p).collect();
     panic!("timed out waiting for: {what}{}", logs(&all));
-}
-
-/// Every file and directory below `root` except `.sync/`, by relative path
-/// (directories end in `/`). The daemon may rename or remove files while we
-/// walk; whatever vanishes under us is left out (the callers poll again).
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn gone<T>(r: std::io::Result<T>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
-            Err(e) => panic!("reading the tree: {e}"),
-        }
-    }
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Some(entries) = gone(fs::read_dir(&dir)) else {
-            continue;
-        };
-        for entry in entries {
-            let Some(entry) = gone(entry) else { continue };
-            let path = entry.path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if rel == ".sync" {
-                continue;
-            }
-            let Some(kind) = gone(entry.file_type()) else {
-                continue;
-            };
-            if kind.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                stack.push(path);
-            } else if kind.is_symlink() {
-                if let Some(target) = gone(fs::read_link(&path)) {
-                    let target = target.to_string_lossy().as_bytes().to_vec();
-                    out.insert(format!("{rel} ->"), target);
-                }
-            } else if let Some(data) = gone(fs::read(&path)) {
-                out.insert(rel, data);
-            }
-        }
-    }
-    out
-}
-
-/// Deterministic pseudo-random bytes (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// A short description of a tree: names and sizes.

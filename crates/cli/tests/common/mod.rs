@@ -188,43 +188,47 @@ pub fn printed_secret(node: &Node) -> String {
     panic!("no secret printed:\n{}", node.log_text());
 }
 
-/// Every file below `root` (not `.sync/`, not our temporaries), by relative path.
+/// Every file and directory below `root` except `.sync/`, by relative path
+/// (directories end in `/`). The daemon may rename or remove files while we
+/// walk; whatever vanishes under us is left out (the callers poll again).
 pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn gone<T>(r: std::io::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => panic!("reading the tree: {e}"),
+        }
+    }
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
+        let Some(entries) = gone(fs::read_dir(&dir)) else {
             continue;
         };
-        for entry in entries.flatten() {
+        for entry in entries {
+            let Some(entry) = gone(entry) else { continue };
             let path = entry.path();
             let rel = path
                 .strip_prefix(root)
                 .unwrap()
                 .to_string_lossy()
-                .replace('\\', "/");
+                .into_owned();
             if rel == ".sync" {
                 continue;
             }
-            let kind = entry.file_type().unwrap();
+            let Some(kind) = gone(entry.file_type()) else {
+                continue;
+            };
             if kind.is_dir() {
                 out.insert(format!("{rel}/"), Vec::new());
                 stack.push(path);
             } else if kind.is_symlink() {
-                let target = fs::read_link(&path).unwrap();
-                out.insert(
-                    format!("{rel} ->"),
-                    target.to_string_lossy().as_bytes().to_vec(),
-                );
-            } else {
-                // A file may vanish while we walk (a temporary renamed into place).
-                match fs::read(&path) {
-                    Ok(data) => {
-                        out.insert(rel, data);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => panic!("reading {}: {e}", path.display()),
+                if let Some(target) = gone(fs::read_link(&path)) {
+                    let target = target.to_string_lossy().as_bytes().to_vec();
+                    out.insert(format!("{rel} ->"), target);
                 }
+            } else if let Some(data) = gone(fs::read(&path)) {
+                out.insert(rel, data);
             }
         }
     }
