@@ -1,0 +1,285 @@
+//! Carrying out the engine's plan on disk: lookups of local blocks, requests,
+//! completed files made durable in batches, deletions, moves aside.
+
+use super::*;
+
+/// Completed files flushed together at most; and bytes.
+const FLUSH_FILES: usize = 1024;
+const FLUSH_BYTES: u64 = 256 << 20;
+/// Longest a completed file waits to be flushed.
+const FLUSH_AFTER: Duration = Duration::from_millis(200);
+
+impl FolderTask {
+    /// Carries out the engine's plan until it has nothing more to do.
+    pub(super) fn drive(&mut self, now: Instant) {
+        while let Some(action) = self.engine.poll_action(now) {
+            match action {
+                Action::Request(request) => self.request(request),
+                Action::FindLocalBlocks { path, record } => self.find_local_blocks(&path, &record),
+                Action::Finalize { signed, record } => self.finalize(signed, record),
+                Action::Delete { signed, record } => {
+                    let done = self.disk.delete(&record.path);
+                    self.applied(done.map(|()| None), signed, record);
+                }
+                Action::CreateDir { signed, record } => {
+                    let done = self.disk.create_dir(&record).and_then(|()| {
+                        self.disk
+                            .path(&record.path)
+                            .and_then(|p| local_stat(&p))
+                            .map(Some)
+                    });
+                    self.applied(done, signed, record);
+                }
+                Action::CreateSymlink { signed, record } => {
+                    let done = match &record.kind {
+                        FileKind::Symlink { target } => self.disk.create_symlink(&record, target),
+                        _ => Ok(()),
+                    };
+                    let stat = done.and_then(|()| {
+                        self.disk
+                            .path(&record.path)
+                            .and_then(|p| local_stat(&p))
+                            .map(Some)
+                    });
+                    self.applied(stat, signed, record);
+                }
+                Action::UpdateMetadata { signed, record } => {
+                    let done = self.disk.update_metadata(&record);
+                    self.applied(done, signed, record);
+                }
+                Action::MoveAside { path, to } => self.move_aside(&path, &to),
+                Action::DiscardTemporary { path, file_hash } => {
+                    self.disk.discard_temp(&path, &file_hash)
+                }
+            }
+        }
+    }
+
+    fn request(&mut self, request: BlockRequest) {
+        let Some(peer) = self.peers.get(&request.peer) else {
+            self.engine.peer_disconnected(&request.peer);
+            return;
+        };
+        let id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        let hint = Text::new(request.path.as_str()).ok().map(|path| BlockHint {
+            path,
+            offset: request.offset,
+        });
+        peer.link.send(Message::Request(wire::Request {
+            request_id: id,
+            hash: request.hash,
+            size: request.size,
+            hint,
+        }));
+        self.requests.insert(id, (Instant::now(), request));
+    }
+
+    /// Copies into the new version's temporary every block some local file holds.
+    fn find_local_blocks(&mut self, path: &RelPath, record: &FileRecord) {
+        let mut present = Vec::new();
+        if let Err(e) = self.disk.open_temp(path, &record.hash) {
+            report_io("creating the temporary of", path, &e);
+            self.apply_failed(path, None);
+            return;
+        }
+        let mut offset = 0u64;
+        for (i, block) in record.blocks.iter().enumerate() {
+            let found = self.find_block(None, block.size, &block.hash);
+            if let Some(data) = found {
+                match self.disk.write_block(path, &record.hash, offset, &data) {
+                    Ok(()) => present.push(i),
+                    Err(e) => {
+                        report_io("writing a block of", path, &e);
+                        self.apply_failed(path, None);
+                        return;
+                    }
+                }
+            }
+            offset += u64::from(block.size);
+        }
+        self.engine.handle_local_blocks(path, record.hash, &present);
+    }
+
+    fn finalize(&mut self, signed: SignedRecord, record: FileRecord) {
+        // Never overwrite a local edit the index has not seen yet: rescan the path
+        // first, and let the engine reconsider if it changed.
+        if self.changed_on_disk(&record.path) {
+            let seq = |index: &Index| index.get(&record.path).ok().flatten().map(|e| e.sequence);
+            let before = seq(&self.index);
+            if let Err(e) = self.scan_paths(std::slice::from_ref(&record.path)) {
+                tracing::warn!(path = %record.path, error = %e, "rescan before replacing failed");
+                self.apply_failed(&record.path, None);
+                return;
+            }
+            if seq(&self.index) != before {
+                // A local edit: the engine has reconsidered (see `after_scan`).
+                return;
+            }
+        }
+        match self.disk.prepare(&record) {
+            Ok(()) => {
+                self.finalizing_since.get_or_insert_with(Instant::now);
+                self.finalizing_bytes += record.size;
+                self.finalizing.push((signed, record));
+            }
+            Err(e) => {
+                report_io("completing", &record.path, &e);
+                self.apply_failed(&record.path, Some(signed));
+            }
+        }
+    }
+
+    /// Moves every completed file of this batch into place with one flush of the
+    /// file system before the renames and one fsync per directory after them, and
+    /// stores their records in one transaction: each file is durable before it is
+    /// reported done, without an fsync pair per file.
+    pub(super) fn flush_finalized(&mut self) {
+        if self.finalizing.is_empty() {
+            return;
+        }
+        self.finalizing_since = None;
+        self.finalizing_bytes = 0;
+        let batch = std::mem::take(&mut self.finalizing);
+        let records: Vec<&FileRecord> = batch.iter().map(|(_, r)| r).collect();
+        let results = self.disk.commit(&records);
+        let mut stored: Vec<(FileRecord, SignedRecord)> = Vec::with_capacity(batch.len());
+        let mut failed: Vec<(RelPath, SignedRecord)> = Vec::new();
+        match self.index.write() {
+            Err(e) => {
+                tracing::error!(error = %e, "index write failed");
+                failed.extend(batch.into_iter().map(|(s, r)| (r.path, s)));
+            }
+            Ok(mut writer) => {
+                for ((signed, record), result) in batch.into_iter().zip(results) {
+                    let local = match result {
+                        Ok(local) => local,
+                        Err(e) => {
+                            report_io("moving into place", &record.path, &e);
+                            failed.push((record.path, signed));
+                            continue;
+                        }
+                    };
+                    let update = Update {
+                        record: record.clone(),
+                        signed: Some(signed.clone()),
+                        local_only: false,
+                        local: Some(local),
+                    };
+                    match writer.put(update) {
+                        Ok(_) => stored.push((record, signed)),
+                        Err(e) => {
+                            tracing::error!(path = %record.path, error = %e, "storing a record failed");
+                            failed.push((record.path, signed));
+                        }
+                    }
+                }
+                if let Err(e) = writer.commit() {
+                    tracing::error!(error = %e, "index commit failed");
+                    failed.extend(stored.drain(..).map(|(r, s)| (r.path, s)));
+                }
+            }
+        }
+        for (path, signed) in failed {
+            self.apply_failed(&path, Some(signed));
+        }
+        let index = &self.index;
+        for (record, _) in &stored {
+            tracing::debug!(path = %record.path, "applied");
+            self.engine
+                .handle_applied(record, &|p: &RelPath| lookup(index, p));
+        }
+    }
+
+    /// Completed files wait to be flushed together, but not long: until many are
+    /// waiting, some time has passed, or nothing else is being fetched.
+    pub(super) fn flush_due(&self, now: Instant) -> bool {
+        if self.finalizing.is_empty() {
+            return false;
+        }
+        self.finalizing.len() >= FLUSH_FILES
+            || self.finalizing_bytes >= FLUSH_BYTES
+            || self
+                .finalizing_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= FLUSH_AFTER)
+            || self.engine.progress().files == 0
+    }
+
+    /// Whether what is at `path` differs from what the index last saw there.
+    fn changed_on_disk(&self, path: &RelPath) -> bool {
+        let on_disk = self.disk.path(path).and_then(|p| local_stat(&p)).ok();
+        let known = self.index.get(path).ok().flatten().and_then(|e| e.local);
+        match (on_disk, known) {
+            (None, None) => false,
+            (Some(now), Some(then)) => now != then,
+            (None, Some(_)) => false,
+            (Some(_), None) => true,
+        }
+    }
+
+    fn applied(
+        &mut self,
+        done: std::io::Result<Option<LocalStat>>,
+        signed: SignedRecord,
+        record: FileRecord,
+    ) {
+        match done {
+            Ok(local) => {
+                let update = Update {
+                    record: record.clone(),
+                    signed: Some(signed),
+                    local_only: false,
+                    local,
+                };
+                if let Err(e) = self.index.put(update) {
+                    tracing::error!(path = %record.path, error = %e, "storing a record failed");
+                    self.apply_failed(&record.path, None);
+                    return;
+                }
+                tracing::debug!(path = %record.path, deleted = record.deleted, "applied");
+                let index = &self.index;
+                self.engine
+                    .handle_applied(&record, &|p: &RelPath| lookup(index, p));
+            }
+            Err(e) => {
+                report_io("applying", &record.path, &e);
+                self.apply_failed(&record.path, Some(signed));
+            }
+        }
+    }
+
+    fn move_aside(&mut self, path: &RelPath, to: &LoserFate) {
+        let moved = match to {
+            LoserFate::ConflictCopy(copy) => self
+                .disk
+                .move_aside(path, copy)
+                .map(|moved| moved.then(|| copy.clone())),
+            LoserFate::Archive | LoserFate::Nothing => {
+                self.disk.archive_existing(path).map(|()| None)
+            }
+        };
+        match moved {
+            Ok(copy) => {
+                if let Err(e) = self.index.write().and_then(|mut w| {
+                    w.remove(path)?;
+                    w.commit()
+                }) {
+                    tracing::error!(%path, error = %e, "index update failed");
+                }
+                if let Some(copy) = copy {
+                    tracing::warn!(%path, %copy, "conflict: the other version keeps the name, ours is kept beside it");
+                    if let Err(e) = self.scan_paths(std::slice::from_ref(&copy)) {
+                        tracing::warn!(path = %copy, error = %e, "indexing the conflict copy failed");
+                    }
+                }
+                let index = &self.index;
+                self.engine
+                    .handle_moved_aside(path, &|p: &RelPath| lookup(index, p));
+            }
+            Err(e) => {
+                report_io("moving aside", path, &e);
+                self.apply_failed(path, None);
+            }
+        }
+    }
+}
