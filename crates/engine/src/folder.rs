@@ -150,12 +150,12 @@ pub struct FolderConfig {
 }
 
 #[derive(Debug)]
-pub(crate) struct Needed {
+struct Needed {
     /// The peer whose announcement made us need it.
     from: PeerId,
     signed: SignedRecord,
-    pub(crate) record: FileRecord,
-    pub(crate) looked_up: bool,
+    record: FileRecord,
+    looked_up: bool,
     /// What the concurrent versions this one beat had seen, to settle with once
     /// it is here.
     settle_with: Option<VersionVector>,
@@ -169,11 +169,11 @@ pub struct Folder {
     ro_key: RoKey,
     signer: Option<FolderSigningKey>,
     scheduler: Scheduler,
-    pub(crate) needed: HashMap<RelPath, Needed>,
+    needed: HashMap<RelPath, Needed>,
     /// Paths with an action out that must be applied before anything else is
     /// planned for them, with the record to reconsider afterwards.
-    pub(crate) busy: HashMap<RelPath, Option<(PeerId, SignedRecord)>>,
-    pub(crate) held_deletes: Vec<(SignedRecord, FileRecord)>,
+    busy: HashMap<RelPath, Option<(PeerId, SignedRecord)>>,
+    held_deletes: Vec<(SignedRecord, FileRecord)>,
     /// Versions of ours moved aside for a winner, to settle the winner with.
     settle_after_move: HashMap<RelPath, VersionVector>,
     actions: VecDeque<Action>,
