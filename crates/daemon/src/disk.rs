@@ -82,8 +82,14 @@ impl Disk {
     pub(crate) fn temp_path(&self, rel: &RelPath, hash: &[u8; 32]) -> io::Result<PathBuf> {
         let target = self.path(rel)?;
         let tag = data_encoding::HEXLOWER.encode(hash.get(..8).unwrap_or_default());
-        // Keep the whole name within the usual 255-byte limit.
-        let name: String = rel.file_name().chars().take(200).collect();
+        // Keep the whole name within the usual 255-byte limit: cut the original
+        // name at 200 bytes (on a character boundary; names may be multi-byte).
+        let name = rel.file_name();
+        let mut cut = name.len().min(200);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let name = name.get(..cut).unwrap_or_default();
         Ok(target.with_file_name(format!("{TEMP_PREFIX}{tag}-{name}")))
     }
 
@@ -521,6 +527,18 @@ mod tests {
 #[cfg(test)]
 mod link_tests {
     use super::*;
+
+    #[test]
+    fn temporaries_of_long_multibyte_names_fit_a_file_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk::new(tmp.path().to_owned());
+        let long = "ü".repeat(120); // 240 bytes, within the 255-byte limit
+        let rel = RelPath::new(long.as_str()).unwrap();
+        let temp = disk.temp_path(&rel, &[7; 32]).unwrap();
+        let name = temp.file_name().unwrap().to_str().unwrap();
+        assert!(name.len() <= 255, "{} bytes", name.len());
+        disk.open_temp(&rel, &[7; 32]).unwrap();
+    }
 
     #[test]
     fn nothing_goes_through_a_symlinked_directory() {
