@@ -26,6 +26,15 @@ pub(crate) enum Command {
     Sync(SyncArgs),
     /// What DIR holds, its peers, and what is still needed.
     Status(StatusArgs),
+    /// Run the tracker server (also a standard BEP 15 UDP tracker).
+    Tracker(TrackerArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrackerArgs {
+    /// UDP address to serve on, e.g. 0.0.0.0:6969 or [::]:6969.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]

@@ -163,6 +163,7 @@ impl Peer {
             .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_swarmsync"), "sync"])
             .arg(dir)
             .args(["--listen", &format!("0.0.0.0:{PORT}")])
+            .args(["--no-tracker", "--no-dht"])
             .args(extra)
             .env("RUST_LOG", "info,net=debug")
             .stdin(Stdio::null())

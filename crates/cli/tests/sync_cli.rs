@@ -92,6 +92,8 @@ fn bad_secret_bad_host_and_file_as_dir_exit_2() {
         "sync".as_ref(),
         dir.as_os_str(),
         "--no-lan".as_ref(),
+        "--no-tracker".as_ref(),
+        "--no-dht".as_ref(),
         "--listen".as_ref(),
         "127.0.0.1:0".as_ref(),
         "--known-host".as_ref(),

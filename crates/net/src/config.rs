@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::discovery::KnownHostError;
@@ -44,7 +45,34 @@ pub struct NetConfig {
     pub backoff_max: Duration,
     /// Handshakes of accepted connections running at once; more wait.
     pub max_handshakes: usize,
+    /// Tracker discovery on (`--no-tracker` turns it off).
+    pub tracker: bool,
+    /// `HOST:PORT` of UDP trackers (`--tracker`); empty means
+    /// [`DEFAULT_TRACKERS`].
+    pub trackers: Vec<String>,
+    /// Mainline DHT discovery on (`--no-dht` turns it off).
+    pub dht: bool,
+    /// `HOST:PORT` of DHT bootstrap nodes (`--dht-bootstrap`); empty means
+    /// the usual public routers.
+    pub dht_bootstrap: Vec<String>,
+    /// UDP port of our DHT node; 0 picks any free port.
+    pub dht_port: u16,
+    /// Peer exchange on (`--no-pex` turns it off).
+    pub pex: bool,
+    /// Where the networking layer keeps what should survive a restart (the
+    /// DHT routing table); `None` keeps nothing.
+    pub state_dir: Option<PathBuf>,
 }
+
+/// Public UDP trackers announced to when no `--tracker` is given.
+pub const DEFAULT_TRACKERS: [&str; 3] = [
+    "tracker.opentrackr.org:1337",
+    "open.stealth.si:80",
+    "tracker.torrent.eu.org:451",
+];
+
+/// Default UDP port of the DHT node (one above LAN discovery's).
+pub const DEFAULT_DHT_PORT: u16 = 41_546;
 
 impl Default for NetConfig {
     fn default() -> Self {
@@ -61,6 +89,13 @@ impl Default for NetConfig {
             reject_backoff_min: Duration::from_secs(60),
             backoff_max: Duration::from_secs(300),
             max_handshakes: 64,
+            tracker: true,
+            trackers: Vec::new(),
+            dht: true,
+            dht_bootstrap: Vec::new(),
+            dht_port: DEFAULT_DHT_PORT,
+            pex: true,
+            state_dir: None,
         }
     }
 }
@@ -70,8 +105,14 @@ impl Default for NetConfig {
 #[non_exhaustive]
 pub enum NetError {
     /// A `--known-host` value is malformed (bad input: exit 2).
-    #[error(transparent)]
+    #[error("--known-host {0}")]
     KnownHost(#[from] KnownHostError),
+    /// A `--tracker` value is malformed (bad input).
+    #[error("--tracker {0}")]
+    Tracker(#[source] KnownHostError),
+    /// A `--dht-bootstrap` value is malformed (bad input).
+    #[error("--dht-bootstrap {0}")]
+    DhtBootstrap(#[source] KnownHostError),
     /// The TCP listener could not be bound.
     #[error("cannot listen on TCP {addr}: {source}")]
     Listen {
@@ -100,6 +141,9 @@ impl NetError {
     /// Whether the user gave bad input (the CLI exits 2) rather than the
     /// system failing (exit 1).
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Self::KnownHost(_))
+        matches!(
+            self,
+            Self::KnownHost(_) | Self::Tracker(_) | Self::DhtBootstrap(_)
+        )
     }
 }

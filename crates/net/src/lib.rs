@@ -42,7 +42,10 @@ pub mod tcp;
 mod tests;
 
 pub use channel::{FolderCredentials, SecureStream};
-pub use config::{DEFAULT_LAN_INTERVAL, DEFAULT_PORT, LAN_GROUP_V6, LAN_PORT, NetConfig, NetError};
+pub use config::{
+    DEFAULT_DHT_PORT, DEFAULT_LAN_INTERVAL, DEFAULT_PORT, DEFAULT_TRACKERS, LAN_GROUP_V6, LAN_PORT,
+    NetConfig, NetError,
+};
 pub use discovery::{Candidate, Candidates, Discovery, KnownHost, KnownHostError, KnownHosts};
 pub use manager::{
     CandidateStatus, Connection, ConnectionId, ConnectionStatus, FailureKind, NetEvent, NetEvents,

@@ -4,3 +4,4 @@ pub(crate) mod key;
 pub(crate) mod progress;
 pub(crate) mod status;
 pub(crate) mod sync;
+pub(crate) mod tracker;

@@ -29,6 +29,12 @@ pub(crate) fn run(args: &SyncArgs) -> Result<(), Failure> {
     }
     options.net.known_hosts.clone_from(&args.known_hosts);
     options.net.lan = !args.no_lan;
+    options.net.tracker = !args.no_tracker;
+    options.net.trackers.clone_from(&args.trackers);
+    options.net.dht = !args.no_dht;
+    options.net.dht_bootstrap.clone_from(&args.dht_bootstrap);
+    options.net.pex = !args.no_pex;
+    options.net.state_dir = Some(state.path().to_owned());
     options.archive_keep = std::time::Duration::from_secs(u64::from(args.archive_days) * 86_400);
     eprintln!(
         "Syncing {} (folder {}, {} key). Stop with Ctrl-C.",

@@ -42,7 +42,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts `sync` on `dir` with `--listen 127.0.0.1:port --no-lan` and the
+    /// Starts `sync` on `dir` with `--listen 127.0.0.1:port --no-lan --no-tracker
+    /// --no-dht` and the
     /// extra arguments.
     pub fn start(dir: &Path, extra: &[String]) -> Self {
         Self::start_with_env(dir, extra, &[])
@@ -59,7 +60,10 @@ impl Node {
             dir.display().to_string(),
             "--listen".to_owned(),
             format!("127.0.0.1:{port}"),
+            // Nothing but loopback: no LAN, no public trackers or DHT routers.
             "--no-lan".to_owned(),
+            "--no-tracker".to_owned(),
+            "--no-dht".to_owned(),
         ];
         args.extend(extra.iter().cloned());
         // A new node starts a new log; a restart appends to it.

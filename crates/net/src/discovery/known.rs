@@ -24,11 +24,11 @@ pub struct KnownHost {
 pub enum KnownHostError {
     /// No `:PORT` part.
     #[error(
-        "known host {0:?} has no port (expected HOST:PORT, e.g. example.org:41544 or [::1]:41544)"
+        "{0:?} has no port (expected HOST:PORT, e.g. example.org:41544 or [::1]:41544)"
     )]
     MissingPort(String),
     /// The port is not a number in 1..=65535.
-    #[error("known host {value:?} has an invalid port {port:?} (expected 1-65535)")]
+    #[error("{value:?} has an invalid port {port:?} (expected 1-65535)")]
     BadPort {
         /// The whole value.
         value: String,
@@ -36,7 +36,7 @@ pub enum KnownHostError {
         port: String,
     },
     /// The host part is empty or malformed.
-    #[error("known host {0:?} has an invalid host part")]
+    #[error("{0:?} has an invalid host part")]
     BadHost(String),
 }
 

@@ -6,8 +6,10 @@
 //! authenticates. Dropping the [`Candidates`] ends the subscription; dropping
 //! the source ends all of its work. Trackers, the DHT and PEX plug in here.
 
+pub(crate) mod dht;
 mod known;
 pub mod lan;
+pub(crate) mod tracker;
 
 use std::net::SocketAddr;
 

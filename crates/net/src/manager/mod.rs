@@ -314,6 +314,12 @@ impl NetManager {
         if !known.is_empty() {
             discoveries.push(Box::new(known));
         }
+        if let Some(tracker) = crate::discovery::tracker::start(&config, local_addr)? {
+            discoveries.push(tracker);
+        }
+        if let Some(dht) = crate::discovery::dht::start(&config, local_addr)? {
+            discoveries.push(dht);
+        }
         Ok(Self {
             config,
             peer,
