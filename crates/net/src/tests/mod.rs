@@ -1,6 +1,7 @@
 //! Tests of the manager over loopback, and of LAN discovery in network
 //! namespaces the test creates.
 
+mod dht;
 mod manager;
 mod netns;
 
