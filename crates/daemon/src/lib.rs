@@ -17,6 +17,7 @@
 mod disk;
 mod folder;
 mod peer;
+mod pex;
 pub mod run;
 pub mod state;
 pub mod status;

@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, mpsc};
 use wire::{Close, CloseCode, FrameDecoder, Message};
 
 use crate::folder::FolderEvent;
+use crate::pex::PexInbound;
 
 /// What the folder holds of a connected peer: where to send, and how many bytes
 /// wait unsent (the folder refuses to queue more than a bound, so a peer that
@@ -21,8 +22,13 @@ pub(crate) struct PeerLink {
     pub(crate) queued: Arc<AtomicU64>,
     pub(crate) access: Access,
     pub(crate) remote: std::net::SocketAddr,
+    /// The discovery source that found it, or "incoming".
+    pub(crate) source: &'static str,
     /// Tells this channel from an earlier or later one to the same peer.
     pub(crate) generation: u64,
+    /// Notified once Hello and FolderState are queued: anything else sent on
+    /// the channel (peer exchange) waits for it, as Hello comes first.
+    pub(crate) greeted: Arc<tokio::sync::Notify>,
 }
 
 impl PeerLink {
@@ -73,13 +79,14 @@ pub(crate) async fn run<S>(
     link_rx: mpsc::UnboundedReceiver<Message>,
     queued: Arc<AtomicU64>,
     events: mpsc::Sender<FolderEvent>,
+    pex: Option<PexInbound>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
     let (close_tx, close_rx) = tokio::sync::oneshot::channel();
     let mut write = tokio::spawn(write_loop(writer, link_rx, queued, close_rx));
-    let reason = read_loop(reader, peer, &events).await;
+    let reason = read_loop(reader, peer, &events, pex).await;
     match &reason {
         Ok(()) => tracing::info!(peer = %peer, "peer closed the connection"),
         Err(e) => {
@@ -99,6 +106,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: R,
     peer: PeerId,
     events: &mpsc::Sender<FolderEvent>,
+    mut pex: Option<PexInbound>,
 ) -> Result<(), String> {
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -118,6 +126,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 match message {
                     Ok(Message::Close(close)) => {
                         return Err(format!("peer closed: {:?} {}", close.code, close.message));
+                    }
+                    // Peer exchange is the network's business, not the folder's.
+                    Ok(Message::PeerExchange(exchange)) => {
+                        if let Some(pex) = pex.as_mut() {
+                            pex.receive(&exchange);
+                        }
                     }
                     Ok(message) => {
                         let permits =

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::DaemonError;
 use crate::folder::{FolderEvent, FolderTask, TICK};
 use crate::peer::PeerLink;
+use crate::pex::{PexInbound, PexPeer};
 use crate::state::StateDir;
 use crate::status::StatusHandle;
 
@@ -86,7 +87,12 @@ pub fn run(
         .map_err(DaemonError::Runtime)?;
 
     let net_result: Result<(), DaemonError> = runtime.block_on(async {
-        let manager = NetManager::bind(options.net.clone(), me)?;
+        let mut manager = NetManager::bind(options.net.clone(), me)?;
+        let our_port = manager.local_addr().port();
+        let pex = options.net.pex.then(net::Pex::new);
+        if let Some(pex) = &pex {
+            manager.add_discovery(Box::new(pex.discovery()));
+        }
         tracing::info!(listen = %manager.local_addr(), folder = %key.folder_id(), "syncing {}", options.root.display());
         let (handle, mut net_events) = manager.start(vec![FolderCredentials::new(&key)]);
 
@@ -126,15 +132,40 @@ pub fn run(
                     let (tx, rx) = mpsc::unbounded_channel();
                     let queued = Arc::new(AtomicU64::new(0));
                     generation += 1;
-                    let link = PeerLink { tx, queued: queued.clone(), access: conn.access, remote: conn.remote, generation };
+                    let share_tx = tx.clone();
+                    let greeted = Arc::new(tokio::sync::Notify::new());
+                    let link = PeerLink { tx, queued: queued.clone(), access: conn.access, remote: conn.remote, source: conn.source, generation, greeted: greeted.clone() };
                     if events_tx.send(FolderEvent::PeerUp { peer: conn.peer, link }).await.is_err() {
                         break;
                     }
                     let events = events_tx.clone();
                     let handle = handle.clone();
-                    let (id, peer) = (conn.id, conn.peer);
+                    let (id, peer, folder) = (conn.id, conn.peer, conn.folder);
+                    let pex_peer = |pex: &net::Pex| PexPeer { pex: pex.clone(), folder, peer, remote: conn.remote, generation };
+                    if let Some(pex) = pex.as_ref().filter(|_| conn.dialed) {
+                        // What we dialed is where it listens.
+                        pex.connected(folder, peer, conn.remote, generation);
+                    }
+                    let sharer = pex.as_ref().map(pex_peer);
+                    let inbound = pex.as_ref().map(|p| PexInbound::new(pex_peer(p)));
                     let task = tokio::spawn(async move {
-                        crate::peer::run(conn.stream, peer, generation, rx, queued, events).await;
+                        let share = async {
+                            match &sharer {
+                                Some(sharer) => {
+                                    greeted.notified().await;
+                                    sharer.share(our_port, share_tx).await;
+                                }
+                                None => std::future::pending().await,
+                            }
+                        };
+                        // `share` never ends: the connection decides.
+                        tokio::select! {
+                            () = crate::peer::run(conn.stream, peer, generation, rx, queued, events, inbound) => {}
+                            () = share => {}
+                        }
+                        if let Some(sharer) = &sharer {
+                            sharer.pex.disconnected(folder, peer, generation);
+                        }
                         handle.disconnected(id).await;
                     });
                     tasks.insert(id, task);

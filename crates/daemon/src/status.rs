@@ -50,6 +50,10 @@ pub struct PeerStatus {
     pub peer: String,
     /// Its address.
     pub address: String,
+    /// How we found it: the discovery source ("lan", "known", "tracker",
+    /// "dht", "pex") or "incoming" when it dialed us.
+    #[serde(default)]
+    pub found_by: String,
     /// Its verified access level.
     pub access: String,
     /// Block bytes received from it.

@@ -46,6 +46,7 @@ pub use config::{
     DEFAULT_DHT_PORT, DEFAULT_LAN_INTERVAL, DEFAULT_PORT, DEFAULT_TRACKERS, LAN_GROUP_V6, LAN_PORT,
     NetConfig, NetError,
 };
+pub use discovery::pex::{Pex, PexDiscovery};
 pub use discovery::{Candidate, Candidates, Discovery, KnownHost, KnownHostError, KnownHosts};
 pub use manager::{
     CandidateStatus, Connection, ConnectionId, ConnectionStatus, FailureKind, NetEvent, NetEvents,

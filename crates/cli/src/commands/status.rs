@@ -99,10 +99,15 @@ fn print_text(report: &Report<'_>) {
     println!("peers:    {} connected", s.peers.len());
     for p in &s.peers {
         println!(
-            "  {}  {}  {}  down {}/s  up {}/s",
+            "  {}  {}  {}  via {}  down {}/s  up {}/s",
             short(&p.peer),
             p.address,
             p.access,
+            if p.found_by.is_empty() {
+                "?"
+            } else {
+                &p.found_by
+            },
             human_bytes(p.receive_rate as u64),
             human_bytes(p.send_rate as u64)
         );

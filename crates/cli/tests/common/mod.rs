@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 /// How long a test waits for peers to agree before it fails (a bound, not a
 /// measurement).
 pub const SETTLE: Duration = Duration::from_secs(60);
@@ -34,8 +36,12 @@ pub fn free_port() -> u16 {
 /// One running `swarmsync sync`.
 pub struct Node {
     pub dir: PathBuf,
+    /// The address others dial (127.0.0.1, or the namespaced host's).
+    pub ip: String,
     pub port: u16,
     pub log: PathBuf,
+    /// The namespace it runs in, if any.
+    netns: Option<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -54,7 +60,6 @@ impl Node {
     pub fn start_with_env(dir: &Path, extra: &[String], env: &[(&str, &str)]) -> Self {
         fs::create_dir_all(dir).unwrap();
         let port = free_port();
-        let log = dir.with_extension("log");
         let mut args = vec![
             "sync".to_owned(),
             dir.display().to_string(),
@@ -66,12 +71,50 @@ impl Node {
             "--no-dht".to_owned(),
         ];
         args.extend(extra.iter().cloned());
+        Self::launch(dir, "127.0.0.1".into(), port, None, args, env)
+    }
+
+    /// Starts `sync` on `dir` inside the namespaced `host`, listening on
+    /// `0.0.0.0:41544`, with only the extra arguments (no discovery source is
+    /// turned off: the namespaces have no route out).
+    pub fn start_in(host: &netns::Host, dir: &Path, extra: &[&str]) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        let port = 41_544;
+        let mut args = vec![
+            "sync".to_owned(),
+            dir.display().to_string(),
+            "--listen".to_owned(),
+            format!("0.0.0.0:{port}"),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let env = [("RUST_LOG", "info,net=debug")];
+        Self::launch(
+            dir,
+            host.addr.to_string(),
+            port,
+            Some(host.ns.clone()),
+            args,
+            &env,
+        )
+    }
+
+    fn launch(
+        dir: &Path,
+        ip: String,
+        port: u16,
+        netns: Option<String>,
+        args: Vec<String>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let log = dir.with_extension("log");
         // A new node starts a new log; a restart appends to it.
         let _ = fs::remove_file(&log);
         let mut node = Self {
             dir: dir.to_owned(),
+            ip,
             port,
             log,
+            netns,
             args,
             env: env
                 .iter()
@@ -85,7 +128,7 @@ impl Node {
 
     /// `--known-host` for this node.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     fn spawn(&mut self) {
@@ -94,7 +137,16 @@ impl Node {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin())
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                // `ip netns exec` execs swarmsync, so the child is swarmsync.
+                c.args(["netns", "exec", ns, bin()]);
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let child = command
             .args(&self.args)
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -333,6 +333,7 @@ impl FolderTask {
             held_index_id: held.map_or(0, |h| h.index_id.0),
             held_sequence: held.map_or(0, |h| h.sequence),
         }));
+        link.greeted.notify_one();
         if link.access == Access::Encrypted {
             // Encrypted peers must never see names or content in the clear; until
             // encrypted storage lands they get nothing.
@@ -595,6 +596,7 @@ impl FolderTask {
                 PeerStatus {
                     peer: id.to_string(),
                     address: p.link.remote.to_string(),
+                    found_by: p.link.source.to_owned(),
                     access: p.link.access.to_string(),
                     received_bytes: p.received_bytes,
                     sent_bytes: p.sent_bytes,

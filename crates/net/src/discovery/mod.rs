@@ -9,6 +9,7 @@
 pub(crate) mod dht;
 mod known;
 pub mod lan;
+pub mod pex;
 pub(crate) mod tracker;
 
 use std::net::SocketAddr;
