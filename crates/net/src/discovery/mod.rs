@@ -10,7 +10,7 @@ pub(crate) mod dht;
 mod known;
 pub mod lan;
 pub mod pex;
-pub(crate) mod tracker;
+pub mod tracker;
 
 use std::net::SocketAddr;
 
