@@ -9,6 +9,12 @@
 //!   response's peer list depends on the address family the request went
 //!   over, so [`Response::parse`] takes a [`Family`].
 //! - [`ConnectionIds`] issues and checks BEP 15 connection ids without state.
+//! - [`SwarmTable`] is the bounded table of swarms and peers, [`RateLimiter`]
+//!   the per-source token buckets.
+//! - [`Tracker`] is the whole server without its socket: feed it datagrams
+//!   with [`Tracker::handle_datagram`], send what [`Tracker::poll_transmit`]
+//!   returns, call [`Tracker::handle_timeout`] when [`Tracker::poll_timeout`]
+//!   says.
 //!
 //! Nothing here owns a socket, a clock or a random number generator: time
 //! comes in as `now: Instant`, keys and seeds as arguments.
@@ -53,13 +59,19 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod config;
 mod conn_id;
 mod error;
+mod limit;
 mod request;
 mod response;
+mod swarm;
+mod tracker;
 
+pub use config::{ConfigError, RateConfig, TrackerConfig};
 pub use conn_id::{ConnectionIds, EPOCH};
 pub use error::ProtoError;
+pub use limit::RateLimiter;
 pub use request::{
     ANNOUNCE_REQUEST_LEN, AnnounceRequest, Event, PunchRequest, REQUEST_HEADER_LEN, Request,
     RequestHeader, ScrapeRequest,
@@ -68,6 +80,8 @@ pub use response::{
     ANNOUNCE_RESPONSE_HEADER_LEN, AnnounceResponse, PUNCH_NOTIFIED, PUNCH_UNKNOWN_TARGET, PeerList,
     PunchResult, RESPONSE_HEADER_LEN, Response, ScrapeStats,
 };
+pub use swarm::{AnnounceInput, AnnounceOutcome, Stored, SwarmLimits, SwarmTable};
+pub use tracker::{Stats, Tracker, Transmit};
 
 /// A swarm's name: the BitTorrent info hash (swarmsync uses the folder id).
 pub type InfoHash = [u8; 20];
