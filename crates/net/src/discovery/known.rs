@@ -23,9 +23,7 @@ pub struct KnownHost {
 #[non_exhaustive]
 pub enum KnownHostError {
     /// No `:PORT` part.
-    #[error(
-        "{0:?} has no port (expected HOST:PORT, e.g. example.org:41544 or [::1]:41544)"
-    )]
+    #[error("{0:?} has no port (expected HOST:PORT, e.g. example.org:41544 or [::1]:41544)")]
     MissingPort(String),
     /// The port is not a number in 1..=65535.
     #[error("{value:?} has an invalid port {port:?} (expected 1-65535)")]
