@@ -42,6 +42,9 @@ pub(crate) const ANNOUNCE_INTERVAL: Duration = Duration::from_secs(15 * 60);
 pub(crate) const RETRY_INTERVAL: Duration = Duration::from_secs(60);
 /// Period between two saves of the routing table.
 pub(crate) const SAVE_INTERVAL: Duration = Duration::from_secs(2 * 60);
+/// Period between two snapshots of the routing table kept in memory for the
+/// save at drop (at most this old), when shorter than the save interval.
+const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(20);
 /// Bound on each announce and each lookup (mainline's own queries end sooner
 /// on a healthy network; this only stops a stuck one from stalling a folder).
 const QUERY_LIMIT: Duration = Duration::from_secs(60);
@@ -313,6 +316,8 @@ async fn run(
         bind: config.bind,
     });
     let mut folders = JoinSet::new();
+    let snapshot_interval = config.save_interval.min(SNAPSHOT_INTERVAL);
+    let mut next_snapshot = Instant::now() + snapshot_interval;
     let mut next_save = Instant::now() + config.save_interval;
     loop {
         tokio::select! {
@@ -321,23 +326,28 @@ async fn run(
                     folders.spawn(follow(Arc::clone(&round), folder, tx, config.interval, config.retry_interval));
                 }
                 // The source was dropped (its Drop did the last save).
+                // Dropping `folders` aborts the folder tasks, and the last
+                // `AsyncDht` going stops mainline's thread.
                 None => return,
             },
             Some(_) = folders.join_next(), if !folders.is_empty() => {}
-            () = tokio::time::sleep_until(next_save) => {
-                next_save = Instant::now() + config.save_interval;
+            () = tokio::time::sleep_until(next_snapshot), if store.is_some() => {
+                next_snapshot = Instant::now() + snapshot_interval;
+                let write = Instant::now() >= next_save;
+                if write {
+                    next_save = Instant::now() + config.save_interval;
+                }
                 if let Some(store) = &store {
-                    save(&dht, store).await;
+                    snapshot(&dht, store, write).await;
                 }
             }
         }
     }
-    // Dropping `folders` aborts the folder tasks; the last `AsyncDht` going
-    // stops mainline's thread.
 }
 
-/// Takes a snapshot of the routing table and writes it if it changed.
-async fn save(dht: &AsyncDht, store: &Arc<Store>) {
+/// Takes a snapshot of the routing table; with `write`, saves it if it
+/// changed.
+async fn snapshot(dht: &AsyncDht, store: &Arc<Store>, write: bool) {
     let snapshot: Vec<SocketAddrV4> = dht
         .to_bootstrap()
         .await
@@ -350,8 +360,10 @@ async fn save(dht: &AsyncDht, store: &Arc<Store>) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .snapshot = snapshot;
-    let store = Arc::clone(store);
-    let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+    if write {
+        let store = Arc::clone(store);
+        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+    }
 }
 
 /// What every folder's rounds share.

@@ -129,6 +129,8 @@ async fn managers_connect_through_the_dht_only() {
         dht: true,
         dht_bootstrap: net.bootstrap.clone(),
         dht_port: 0,
+        // The DHT alone (and never a public tracker).
+        tracker: false,
         ..loopback_config()
     };
     let (pa, pb) = peer_ids();
@@ -178,6 +180,7 @@ fn bad_bootstrap_is_bad_input_and_off_means_none() {
         let listen = local(41_544);
         let bad = NetConfig {
             dht: true,
+            tracker: false,
             dht_bootstrap: vec!["10.0.0.1:6881".into(), "nonsense".into()],
             ..loopback_config()
         };
