@@ -26,6 +26,8 @@ pub(crate) enum Command {
     Sync(SyncArgs),
     /// What DIR holds, its peers, and what is still needed.
     Status(StatusArgs),
+    /// Index DIR once (rehashing only what changed) and print a summary.
+    Scan(ScanArgs),
     /// Run the tracker server (also a standard BEP 15 UDP tracker).
     Tracker(TrackerArgs),
 }
@@ -47,6 +49,18 @@ pub(crate) struct StatusArgs {
     /// Where the folder's state lives (default DIR/.sync/).
     #[arg(long, value_name = "DIR")]
     pub(crate) state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// The folder to scan (must exist).
+    pub(crate) dir: PathBuf,
+    /// Where the index, secret and node identity live (default DIR/.sync/).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]

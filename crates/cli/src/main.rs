@@ -31,6 +31,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Key(KeyCommand::Info { key, json }) => commands::key::info(&key, json),
         Command::Sync(args) => commands::sync::run(&args),
         Command::Status(args) => commands::status::run(&args),
+        Command::Scan(args) => commands::scan::run(&args),
         Command::Tracker(args) => commands::tracker::run(&args),
     }
 }
