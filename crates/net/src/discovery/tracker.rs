@@ -348,9 +348,6 @@ impl Announcer {
         tx: &tokio::sync::mpsc::Sender<Candidate>,
     ) -> Result<(Duration, usize), RequestError> {
         let (addr, connection_id) = self.connect().await?;
-        if self.asks_address {
-            self.ask_address(addr, connection_id).await;
-        }
         let announce = Request::Announce(AnnounceRequest {
             connection_id,
             transaction_id: 0,
@@ -398,6 +395,11 @@ impl Announcer {
             }
         }
         tracing::debug!(tracker = %self.tracker, folder = %self.folder, found, interval = answer.interval, "tracker announce");
+        // After the announce: a plain tracker never answers it, and the
+        // candidates must not wait for that timeout.
+        if self.asks_address {
+            self.ask_address(addr, connection_id).await;
+        }
         Ok((Duration::from_secs(u64::from(answer.interval)), found))
     }
 
@@ -492,7 +494,12 @@ fn jitter(wait: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
 
     use super::*;
 
@@ -578,7 +585,16 @@ mod tests {
         assert_eq!(announce.info_hash, folder.0);
         assert_eq!((announce.port, announce.event), (41_544, Event::Started));
         assert_eq!(&announce.peer_id[..8], b"-SW0100-");
-        let public = source.public_address().unwrap();
+        // Asked right after the announce.
+        let mut public = None;
+        for _ in 0..100 {
+            public = source.public_address();
+            if public.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let public = public.expect("the address extension answered");
         assert!(public.ip().is_loopback(), "{public}");
     }
 
