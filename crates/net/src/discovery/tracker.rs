@@ -290,10 +290,10 @@ async fn receive_loop(client: std::sync::Weak<Client>, socket: Arc<UdpSocket>) {
             continue;
         };
         let mut pending = client.lock_pending();
-        if pending.get(&id).is_some_and(|(to, _)| *to == from) {
-            if let Some((_, waiter)) = pending.remove(&id) {
-                let _ = waiter.send(buf.get(..len).unwrap_or_default().to_vec());
-            }
+        if pending.get(&id).is_some_and(|(to, _)| *to == from)
+            && let Some((_, waiter)) = pending.remove(&id)
+        {
+            let _ = waiter.send(buf.get(..len).unwrap_or_default().to_vec());
         }
     }
 }
@@ -406,10 +406,10 @@ impl Announcer {
     /// The tracker's address and a live connection id, connecting if the
     /// last one is older than a minute.
     async fn connect(&mut self) -> Result<(SocketAddr, u64), RequestError> {
-        if let Some((addr, id, at)) = self.connection {
-            if at.elapsed() < CONNECTION_ID_LIFE {
-                return Ok((addr, id));
-            }
+        if let Some((addr, id, at)) = self.connection
+            && at.elapsed() < CONNECTION_ID_LIFE
+        {
+            return Ok((addr, id));
         }
         let addr = self.resolve().await.ok_or(RequestError::NoSocket)?;
         let issued = Instant::now();

@@ -32,6 +32,9 @@ pub(crate) fn loopback_config() -> NetConfig {
     NetConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         lan: false,
+        // Loopback only: never a public tracker or DHT router.
+        tracker: false,
+        dht: false,
         backoff_min: Duration::from_millis(50),
         reject_backoff_min: Duration::from_secs(30),
         backoff_max: Duration::from_secs(60),
