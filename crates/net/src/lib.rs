@@ -36,6 +36,7 @@ mod backoff;
 mod config;
 pub mod discovery;
 mod manager;
+pub mod portmap;
 pub mod tcp;
 
 #[cfg(test)]
