@@ -30,6 +30,8 @@ pub(crate) enum Command {
     Scan(ScanArgs),
     /// Run the tracker server (also a standard BEP 15 UDP tracker).
     Tracker(TrackerArgs),
+    /// Run a relay: splices the TCP connections of peers that cannot reach each other.
+    Relay(RelayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -37,6 +39,28 @@ pub(crate) struct TrackerArgs {
     /// UDP address to serve on, e.g. 0.0.0.0:6969 or [::]:6969.
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RelayArgs {
+    /// TCP address to serve on, e.g. 0.0.0.0:22067 or [::]:22067.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: SocketAddr,
+    /// Most spliced pairs at once.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_pairs: Option<usize>,
+    /// Most control connections (registered peers) at once.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_controls: Option<usize>,
+    /// Most invitations waiting for their peer at once.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_pending: Option<usize>,
+    /// Bytes per second per direction of each spliced pair (0: unlimited).
+    #[arg(long, value_name = "BYTES", default_value_t = relay::DEFAULT_RATE_LIMIT)]
+    pub(crate) rate_limit: u64,
+    /// Seconds without a byte after which a spliced pair is closed.
+    #[arg(long, value_name = "SECS", default_value_t = relay::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    pub(crate) idle_timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -33,6 +33,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status(args) => commands::status::run(&args),
         Command::Scan(args) => commands::scan::run(&args),
         Command::Tracker(args) => commands::tracker::run(&args),
+        Command::Relay(args) => commands::relay::run(&args),
     }
 }
 

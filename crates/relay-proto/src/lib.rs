@@ -8,7 +8,9 @@
 //! - Every connection starts with [`PREAMBLE`] both ways
 //!   ([`check_preamble`]), then [`ClientMessage`]s one way and
 //!   [`RelayMessage`]s the other, each a [`Header`] (checked before its body
-//!   is read) and an exact-length body.
+//!   is read) and an exact-length body. [`MessageReader`] cuts them from a
+//!   stream without reading past a message (after `Spliced` the bytes are
+//!   the peers').
 //! - [`FolderTag::of`] and [`PairingToken::of`] derive what a peer tells the
 //!   relay from the folder id, which the relay is not told.
 //! - [`Relay`] is the whole server without sockets: registrations by tag,
@@ -57,6 +59,7 @@ mod config;
 mod derive;
 mod error;
 mod message;
+mod reader;
 mod relay;
 
 pub use bucket::TokenBucket;
@@ -67,6 +70,7 @@ pub use message::{
     ClientMessage, ErrorCode, HEADER_LEN, Header, MAGIC, MAX_BODY_LEN, MAX_PEERS, PREAMBLE,
     PREAMBLE_LEN, RelayMessage, VERSION, check_preamble,
 };
+pub use reader::{Incoming, MessageReader};
 pub use relay::{ConnId, Output, Relay, SWEEP, Stats};
 
 #[cfg(test)]

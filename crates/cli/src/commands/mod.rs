@@ -2,6 +2,7 @@
 
 pub(crate) mod key;
 pub(crate) mod progress;
+pub(crate) mod relay;
 pub(crate) mod scan;
 pub(crate) mod status;
 pub(crate) mod sync;
