@@ -37,6 +37,7 @@ mod config;
 pub mod discovery;
 mod manager;
 pub mod portmap;
+pub mod relay;
 pub mod tcp;
 
 #[cfg(test)]
