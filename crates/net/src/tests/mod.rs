@@ -4,6 +4,7 @@
 mod dht;
 mod manager;
 mod netns;
+mod portmap;
 
 use std::net::SocketAddr;
 use std::time::Duration;
