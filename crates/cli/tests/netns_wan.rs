@@ -139,3 +139,58 @@ fn without_peer_exchange_a_stays_with_its_known_host() {
         connected(&a)
     );
 }
+
+fn carriers(node: &Node) -> Vec<String> {
+    FolderStatus::read(&node.dir.join(".sync"))
+        .map(|s| s.peers.into_iter().map(|p| p.carrier).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_udp_carrier_syncs_where_tcp_is_blocked_and_tcp_is_kept_where_both_work() {
+    let test = "the_udp_carrier_syncs_where_tcp_is_blocked_and_tcp_is_kept_where_both_work";
+    if skip(test) {
+        return;
+    }
+    if std::process::Command::new("nft")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping {test}: nft (nftables) is missing");
+        return;
+    }
+    let mut net = Internet::create("quic");
+    let (ha, hb, hc) = (net.add_host("a"), net.add_host("b"), net.add_host("c"));
+    // The router forwards no TCP between A and B; C reaches A both ways.
+    let rules = format!(
+        "table inet block {{\n chain forward {{\n  type filter hook forward priority 0;\n  \
+         ip saddr {b} ip daddr {a} meta l4proto tcp drop\n  \
+         ip saddr {a} ip daddr {b} meta l4proto tcp drop\n }}\n}}\n",
+        a = ha.addr,
+        b = hb.addr
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let rules_file = tmp.path().join("block.nft");
+    std::fs::write(&rules_file, rules).unwrap();
+    net.router_exec("nft", &["-f", rules_file.to_str().unwrap()])
+        .unwrap();
+    let (a_dir, b_dir, c_dir) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    std::fs::create_dir_all(&a_dir).unwrap();
+    fill(&a_dir);
+    let no_pex = ["--no-lan", "--no-tracker", "--no-dht", "--no-pex"];
+    let a = Node::start_in(&ha, &a_dir, &no_pex);
+    let secret = printed_secret(&a);
+    let a_addr = a.addr();
+    let joining = [&no_pex[..], &["--secret", &secret, "--known-host", &a_addr]].concat();
+    let b = Node::start_in(&hb, &b_dir, &joining);
+    let c = Node::start_in(&hc, &c_dir, &joining);
+    wait_same(&[&a, &b, &c]);
+    wait_until("B on QUIC, C on TCP", &[&a, &b, &c], || {
+        carriers(&b) == ["quic"] && carriers(&c) == ["tcp"]
+    });
+}

@@ -24,6 +24,8 @@ pub(crate) struct PeerLink {
     pub(crate) remote: std::net::SocketAddr,
     /// The discovery source that found it, or "incoming".
     pub(crate) source: &'static str,
+    /// What carries the channel.
+    pub(crate) carrier: net::CarrierKind,
     /// Tells this channel from an earlier or later one to the same peer.
     pub(crate) generation: u64,
     /// Notified once Hello and FolderState are queued: anything else sent on

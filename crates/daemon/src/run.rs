@@ -134,7 +134,7 @@ pub fn run(
                     generation += 1;
                     let share_tx = tx.clone();
                     let greeted = Arc::new(tokio::sync::Notify::new());
-                    let link = PeerLink { tx, queued: queued.clone(), access: conn.access, remote: conn.remote, source: conn.source, generation, greeted: greeted.clone() };
+                    let link = PeerLink { tx, queued: queued.clone(), access: conn.access, remote: conn.remote, source: conn.source, carrier: conn.carrier, generation, greeted: greeted.clone() };
                     if events_tx.send(FolderEvent::PeerUp { peer: conn.peer, link }).await.is_err() {
                         break;
                     }

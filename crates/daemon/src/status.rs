@@ -54,6 +54,9 @@ pub struct PeerStatus {
     /// "dht", "pex") or "incoming" when it dialed us.
     #[serde(default)]
     pub found_by: String,
+    /// What carries the connection: "tcp", "quic" or "relay".
+    #[serde(default)]
+    pub carrier: String,
     /// Its verified access level.
     pub access: String,
     /// Block bytes received from it.

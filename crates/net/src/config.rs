@@ -45,6 +45,8 @@ pub struct NetConfig {
     pub backoff_max: Duration,
     /// Handshakes of accepted connections running at once; more wait.
     pub max_handshakes: usize,
+    /// The QUIC (UDP) carrier beside TCP, on the same port number.
+    pub quic: bool,
     /// Tracker discovery on (`--no-tracker` turns it off).
     pub tracker: bool,
     /// `HOST:PORT` of UDP trackers (`--tracker`); empty means
@@ -89,6 +91,7 @@ impl Default for NetConfig {
             reject_backoff_min: Duration::from_secs(60),
             backoff_max: Duration::from_secs(300),
             max_handshakes: 64,
+            quic: true,
             tracker: true,
             trackers: Vec::new(),
             dht: true,

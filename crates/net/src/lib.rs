@@ -33,16 +33,19 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
+pub mod carrier;
 mod config;
 pub mod discovery;
 mod manager;
 pub mod portmap;
+pub mod quic;
 pub mod relay;
 pub mod tcp;
 
 #[cfg(test)]
 mod tests;
 
+pub use carrier::{Carrier, CarrierKind};
 pub use channel::{FolderCredentials, SecureStream};
 pub use config::{
     DEFAULT_DHT_PORT, DEFAULT_LAN_INTERVAL, DEFAULT_PORT, DEFAULT_TRACKERS, LAN_GROUP_V6, LAN_PORT,

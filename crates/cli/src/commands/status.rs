@@ -99,15 +99,12 @@ fn print_text(report: &Report<'_>) {
     println!("peers:    {} connected", s.peers.len());
     for p in &s.peers {
         println!(
-            "  {}  {}  {}  via {}  down {}/s  up {}/s",
+            "  {}  {}  {}  over {}  found by {}  down {}/s  up {}/s",
             short(&p.peer),
             p.address,
             p.access,
-            if p.found_by.is_empty() {
-                "?"
-            } else {
-                &p.found_by
-            },
+            or_unknown(&p.carrier),
+            or_unknown(&p.found_by),
             human_bytes(p.receive_rate as u64),
             human_bytes(p.send_rate as u64)
         );
@@ -136,6 +133,10 @@ fn print_text(report: &Report<'_>) {
         };
         println!("  {}  ({from})", n.path);
     }
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() { "?" } else { s }
 }
 
 fn short(peer: &str) -> &str {

@@ -597,6 +597,7 @@ impl FolderTask {
                     peer: id.to_string(),
                     address: p.link.remote.to_string(),
                     found_by: p.link.source.to_owned(),
+                    carrier: p.link.carrier.name().to_owned(),
                     access: p.link.access.to_string(),
                     received_bytes: p.received_bytes,
                     sent_bytes: p.sent_bytes,

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use channel::{ChannelConfig, ChannelError, FolderCredentials, SecureStream};
 use keys::{Access, FolderId, PeerId};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -20,6 +20,7 @@ use super::{
     NetManager, NetStatus, Rank,
 };
 use crate::backoff::{jitter, jittered_delay};
+use crate::carrier::{Carrier, CarrierKind};
 use crate::config::NetConfig;
 use crate::discovery::{Candidate, Discovery};
 use crate::tcp;
@@ -42,7 +43,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Slack over connect + handshake timeouts before a dial task is abandoned.
 const DIAL_SLACK: Duration = Duration::from_secs(2);
 
-type Stream = SecureStream<TcpStream>;
+type Stream = SecureStream<Carrier>;
+
+/// TCP's head start when dialing: QUIC is tried too only if TCP has not
+/// connected by then (or failed). TCP is preferred where both work: it is
+/// cheaper per byte here; QUIC wins where only UDP gets through (NATs).
+const QUIC_HEAD_START: Duration = Duration::from_millis(300);
 
 /// Results of the actor's own tasks.
 enum Internal {
@@ -61,6 +67,11 @@ enum Internal {
 enum DialError {
     #[error("TCP connect failed: {0}")]
     Connect(std::io::Error),
+    #[error("TCP connect failed: {tcp}; QUIC connect failed: {quic}")]
+    ConnectBoth {
+        tcp: std::io::Error,
+        quic: std::io::Error,
+    },
     #[error("{0}")]
     Channel(ChannelError),
     #[error("dial timed out")]
@@ -70,7 +81,7 @@ enum DialError {
 impl DialError {
     fn kind(&self) -> FailureKind {
         match self {
-            Self::Connect(_) | Self::Timeout => FailureKind::Unreachable,
+            Self::Connect(_) | Self::ConnectBoth { .. } | Self::Timeout => FailureKind::Unreachable,
             Self::Channel(ChannelError::ConnectedToSelf) => FailureKind::ConnectedToSelf,
             Self::Channel(ChannelError::Io(_) | ChannelError::Timeout) => FailureKind::Unreachable,
             // Wrong key, other folder, failed proofs, aborts, cut handshakes.
@@ -84,6 +95,7 @@ struct Live {
     rank: Rank,
     remote: SocketAddr,
     source: &'static str,
+    carrier: CarrierKind,
     access: Access,
     dialed: bool,
     since: SystemTime,
@@ -107,6 +119,7 @@ struct Actor {
     config: NetConfig,
     me: PeerId,
     local_addr: SocketAddr,
+    quic: Option<quinn::Endpoint>,
     folders: HashMap<FolderId, FolderCredentials>,
     serving: watch::Sender<Option<ChannelConfig>>,
     discoveries: Vec<Box<dyn Discovery>>,
@@ -149,6 +162,7 @@ pub(super) async fn run(
         config,
         peer,
         listener,
+        quic,
         local_addr,
         discoveries,
     } = manager;
@@ -160,6 +174,7 @@ pub(super) async fn run(
         config,
         me: peer,
         local_addr,
+        quic: quic.clone(),
         folders: HashMap::new(),
         serving,
         discoveries,
@@ -177,6 +192,16 @@ pub(super) async fn run(
     };
     let sem = Arc::new(Semaphore::new(actor.config.max_handshakes.max(1)));
     let hs_timeout = actor.config.handshake_timeout;
+    if let Some(endpoint) = quic {
+        actor.tasks.spawn(listen_quic(
+            endpoint,
+            serving_rx.clone(),
+            internal.clone(),
+            Arc::clone(&sem),
+            Arc::clone(&handshaking),
+            hs_timeout,
+        ));
+    }
     actor.tasks.spawn(listen(
         listener,
         serving_rx,
@@ -279,7 +304,7 @@ async fn listen(
             let result = match spoke {
                 Ok(Ok(n)) if n > 0 => match tokio::time::timeout(
                     timeout + DIAL_SLACK,
-                    channel::establish(stream, &config),
+                    channel::establish(Carrier::Tcp(stream), &config),
                 )
                 .await
                 {
@@ -297,17 +322,108 @@ async fn listen(
     }
 }
 
+/// Accepts QUIC connections and runs the serving handshake on each, under the
+/// same limits as TCP's.
+async fn listen_quic(
+    endpoint: quinn::Endpoint,
+    serving: watch::Receiver<Option<ChannelConfig>>,
+    results: mpsc::UnboundedSender<Internal>,
+    sem: Arc<Semaphore>,
+    handshaking: Arc<AtomicUsize>,
+    timeout: Duration,
+) {
+    let mut handshakes = JoinSet::new();
+    loop {
+        let Ok(permit) = Arc::clone(&sem).acquire_owned().await else {
+            return;
+        };
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            Some(_) = handshakes.join_next() => continue,
+        };
+        // `None`: the endpoint was closed.
+        let Some(incoming) = incoming else {
+            return;
+        };
+        let remote = incoming.remote_address();
+        let Some(config) = serving.borrow().clone() else {
+            incoming.refuse();
+            continue;
+        };
+        let results = results.clone();
+        let handshaking = Arc::clone(&handshaking);
+        handshaking.fetch_add(1, Ordering::SeqCst);
+        handshakes.spawn(async move {
+            let result = match crate::quic::accept(incoming, FIRST_BYTE_TIMEOUT).await {
+                Ok(stream) => match tokio::time::timeout(
+                    timeout + DIAL_SLACK,
+                    channel::establish(Carrier::Quic(stream), &config),
+                )
+                .await
+                {
+                    Ok(r) => r.map(Box::new),
+                    Err(_) => Err(ChannelError::Timeout),
+                },
+                Err(_) => Err(ChannelError::Timeout),
+            };
+            let _ = results.send(Internal::Accepted { remote, result });
+            handshaking.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+        });
+    }
+}
+
 async fn dial(
     addr: SocketAddr,
     config: ChannelConfig,
     connect_timeout: Duration,
+    quic: Option<quinn::Endpoint>,
 ) -> Result<Stream, DialError> {
-    let tcp = tcp::dial(addr, connect_timeout)
-        .await
-        .map_err(DialError::Connect)?;
-    channel::establish(tcp, &config)
+    let carrier = connect(addr, connect_timeout, quic).await?;
+    channel::establish(carrier, &config)
         .await
         .map_err(DialError::Channel)
+}
+
+/// A carrier to `addr`: TCP, raced against QUIC after [`QUIC_HEAD_START`] or
+/// at once when TCP fails. Only the transports race, never two channel
+/// handshakes (the peer would have to pick between two channels).
+async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    quic: Option<quinn::Endpoint>,
+) -> Result<Carrier, DialError> {
+    let tcp = tcp::dial(addr, timeout);
+    let Some(endpoint) = quic else {
+        return tcp.await.map(Carrier::Tcp).map_err(DialError::Connect);
+    };
+    tokio::pin!(tcp);
+    let tcp_failed = tokio::select! {
+        r = &mut tcp => match r {
+            Ok(s) => return Ok(Carrier::Tcp(s)),
+            Err(e) => Some(e),
+        },
+        () = tokio::time::sleep(QUIC_HEAD_START) => None,
+    };
+    let quic = crate::quic::dial(&endpoint, addr, timeout);
+    tokio::pin!(quic);
+    let both = |tcp, quic| DialError::ConnectBoth { tcp, quic };
+    if let Some(tcp_error) = tcp_failed {
+        return quic
+            .await
+            .map(Carrier::Quic)
+            .map_err(|q| both(tcp_error, q));
+    }
+    tokio::select! {
+        r = &mut tcp => match r {
+            Ok(s) => Ok(Carrier::Tcp(s)),
+            Err(t) => quic.await.map(Carrier::Quic).map_err(|q| both(t, q)),
+        },
+        r = &mut quic => match r {
+            Ok(s) => Ok(Carrier::Quic(s)),
+            Err(q) => tcp.await.map(Carrier::Tcp).map_err(|t| both(t, q)),
+        },
+    }
 }
 
 impl Actor {
@@ -440,9 +556,11 @@ impl Actor {
         let connect = self.config.connect_timeout;
         let limit = connect + self.config.handshake_timeout + DIAL_SLACK;
         let results = self.internal.clone();
+        let quic = self.quic.clone();
         tracing::debug!(%folder, %addr, source = cand.source, "dialing");
         self.tasks.spawn(async move {
-            let result = match tokio::time::timeout(limit, dial(addr, config, connect)).await {
+            let result = match tokio::time::timeout(limit, dial(addr, config, connect, quic)).await
+            {
                 Ok(r) => r.map(Box::new),
                 Err(_) => Err(DialError::Timeout),
             };
@@ -507,7 +625,9 @@ impl Actor {
             self.close(stream);
             return;
         }
+        let carrier = stream.get_ref().kind();
         let rank = Rank {
+            relayed: !carrier.is_direct(),
             dialer: if dialed { self.me } else { peer },
             transcript: info.transcript_hash,
         };
@@ -527,7 +647,7 @@ impl Actor {
             serial: self.serial,
         };
         let access = stream.peer_access();
-        tracing::info!(%folder, %peer, %remote, source, %access, dialed, "connected");
+        tracing::info!(%folder, %peer, %remote, source, %carrier, %access, dialed, "connected");
         self.live.insert(
             (folder, peer),
             Live {
@@ -535,6 +655,7 @@ impl Actor {
                 rank,
                 remote,
                 source,
+                carrier,
                 access,
                 dialed,
                 since: SystemTime::now(),
@@ -548,6 +669,7 @@ impl Actor {
             access,
             remote,
             source,
+            carrier,
             dialed,
             replaces,
             stream,
@@ -600,6 +722,7 @@ impl Actor {
                 id: l.id,
                 remote: l.remote,
                 source: l.source,
+                carrier: l.carrier,
                 access: l.access,
                 dialed: l.dialed,
                 since: l.since,

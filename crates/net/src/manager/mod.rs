@@ -23,9 +23,10 @@ use std::time::{Duration, SystemTime};
 
 use channel::{FolderCredentials, SecureStream};
 use keys::{Access, FolderId, PeerId};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::carrier::{Carrier, CarrierKind};
 use crate::config::{NetConfig, NetError};
 use crate::discovery::lan::{LanConfig, LanDiscovery};
 use crate::discovery::{Discovery, KnownHosts};
@@ -43,9 +44,12 @@ pub struct ConnectionId {
 }
 
 /// The order both sides use to pick one of two channels between them: smaller
-/// wins.
+/// wins. A direct channel beats a relayed one whatever the rest says, so a
+/// peer found directly later moves off the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rank {
+    /// The channel runs through a relay.
+    pub relayed: bool,
     /// The peer id of the side that dialed.
     pub dialer: PeerId,
     /// The channel's transcript hash (the same on both sides).
@@ -68,13 +72,15 @@ pub struct Connection {
     pub remote: SocketAddr,
     /// The discovery source that found it, or "incoming".
     pub source: &'static str,
+    /// What carries it (TCP, QUIC, relay).
+    pub carrier: CarrierKind,
     /// We dialed it (else we accepted it).
     pub dialed: bool,
     /// An earlier connection to the same (folder, peer) this one supersedes:
     /// drop that one's stream (do not report it as disconnected).
     pub replaces: Option<ConnectionId>,
     /// The secure stream.
-    pub stream: SecureStream<TcpStream>,
+    pub stream: SecureStream<Carrier>,
 }
 
 /// What the manager tells the daemon.
@@ -123,6 +129,8 @@ pub struct ConnectionStatus {
     pub remote: SocketAddr,
     /// Who found it.
     pub source: &'static str,
+    /// What carries it.
+    pub carrier: CarrierKind,
     /// The peer's access level.
     pub access: Access,
     /// We dialed it.
@@ -252,6 +260,8 @@ pub struct NetManager {
     config: NetConfig,
     peer: PeerId,
     listener: TcpListener,
+    /// The QUIC endpoint on the same port number, unless UDP could not be had.
+    quic: Option<quinn::Endpoint>,
     local_addr: SocketAddr,
     discoveries: Vec<Box<dyn Discovery>>,
 }
@@ -283,6 +293,18 @@ impl NetManager {
             addr: config.listen,
             source,
         })?;
+        let quic = if config.quic {
+            // Not fatal: TCP alone still works; `status` shows the carriers.
+            match bind_quic(local_addr) {
+                Ok(endpoint) => Some(endpoint),
+                Err(e) => {
+                    tracing::warn!(addr = %local_addr, error = %e, "continuing without the QUIC carrier: cannot use UDP");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut discoveries: Vec<Box<dyn Discovery>> = Vec::new();
         if config.lan {
             let (ipv4, ipv6) = match local_addr {
@@ -324,6 +346,7 @@ impl NetManager {
             config,
             peer,
             listener,
+            quic,
             local_addr,
             discoveries,
         })
@@ -359,4 +382,19 @@ impl NetManager {
         ));
         (handle, NetEvents(events_rx))
     }
+}
+
+/// The QUIC endpoint on UDP `addr` (the TCP listener's address and port; an
+/// IPv6 wildcard is dual stack, as for TCP).
+fn bind_quic(addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    crate::quic::endpoint(socket.into())
 }
