@@ -9,9 +9,9 @@
 //! the middle of the TLS session learns and changes nothing
 //! (`docs/protocol/wire.md`, carriers).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
