@@ -106,6 +106,28 @@ impl PortMapConfig {
     }
 }
 
+impl PortMapConfig {
+    /// The defaults for a listener bound to `listen`, or `None` when mapping
+    /// makes no sense for it: port 0, a loopback address, or a specific IPv6
+    /// address (IPv6 is not translated). A specific IPv4 address becomes
+    /// [`PortMapConfig::local_ip`].
+    pub fn for_listener(listen: SocketAddr) -> Option<Self> {
+        if listen.port() == 0 || listen.ip().is_loopback() {
+            return None;
+        }
+        let local_ip = match listen.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => None,
+            IpAddr::V4(ip) => Some(ip),
+            // `[::]` usually accepts IPv4 too (dual stack).
+            IpAddr::V6(ip) if ip.is_unspecified() => None,
+            IpAddr::V6(_) => return None,
+        };
+        let mut config = Self::new(listen.port());
+        config.local_ip = local_ip;
+        Some(config)
+    }
+}
+
 /// The protocol a mapping was made with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -471,5 +493,62 @@ fn requested(m: &Mapping, config: &PortMapConfig) -> Duration {
     match m {
         Mapping::Upnp(_) => config.upnp_lease,
         Mapping::Pcp(_) => config.pmp_lease,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_worth_mapping() {
+        let config = |a: &str| PortMapConfig::for_listener(a.parse().unwrap());
+        assert_eq!(
+            config("0.0.0.0:21025").map(|c| (c.port, c.local_ip)),
+            Some((21025, None))
+        );
+        assert_eq!(
+            config("192.168.1.5:21025").and_then(|c| c.local_ip),
+            Some(Ipv4Addr::new(192, 168, 1, 5))
+        );
+        assert!(config("[::]:21025").is_some());
+        assert!(config("127.0.0.1:21025").is_none());
+        assert!(config("[::1]:21025").is_none());
+        assert!(config("[2001:db8::1]:21025").is_none());
+        assert!(config("0.0.0.0:0").is_none());
+    }
+
+    #[test]
+    fn error_chain_names_each_cause_once() {
+        let e = PortMapError::LocalAddress(std::io::Error::other("no route"));
+        assert_eq!(
+            chain(&e),
+            "finding our address towards the gateway: no route"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_to_try_is_reported_and_shutdown_is_quick() {
+        let mut config = PortMapConfig::new(21025);
+        config.upnp = false;
+        config.pcp = false;
+        let mapper = PortMapper::start(config);
+        let mut status = mapper.watch();
+        let seen = tokio::time::timeout(
+            Duration::from_secs(5),
+            status.wait_for(|s| s.last_error.is_some()),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+        assert_eq!(
+            seen.last_error.as_deref(),
+            Some("UPnP and PCP / NAT-PMP are both off")
+        );
+        assert_eq!(seen.tcp, None);
+        tokio::time::timeout(Duration::from_secs(1), mapper.shutdown())
+            .await
+            .unwrap();
     }
 }
