@@ -59,6 +59,11 @@ pub struct NetConfig {
     pub dht_bootstrap: Vec<String>,
     /// UDP port of our DHT node; 0 picks any free port.
     pub dht_port: u16,
+    /// Answer DHT queries from the start (`--dht-server`), for a node with a
+    /// public address such as the bootstrap node of a private DHT. Otherwise
+    /// the node answers only once it has found itself reachable, as BEP 43
+    /// asks of nodes that may be behind a NAT.
+    pub dht_server: bool,
     /// Peer exchange on (`--no-pex` turns it off).
     pub pex: bool,
     /// Where the networking layer keeps what should survive a restart (the
@@ -97,6 +102,7 @@ impl Default for NetConfig {
             dht: true,
             dht_bootstrap: Vec::new(),
             dht_port: DEFAULT_DHT_PORT,
+            dht_server: false,
             pex: true,
             state_dir: None,
         }

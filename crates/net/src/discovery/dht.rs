@@ -65,6 +65,8 @@ pub(crate) struct DhtConfig {
     pub(crate) bind: Ipv4Addr,
     /// Our TCP listen port: what we announce.
     pub(crate) tcp_port: u16,
+    /// Serve queries from the start (see [`NetConfig::dht_server`]).
+    pub(crate) server: bool,
     /// Where the routing table is saved and loaded, if anywhere.
     pub(crate) nodes_file: Option<PathBuf>,
     /// See [`ANNOUNCE_INTERVAL`].
@@ -111,6 +113,7 @@ impl DhtConfig {
             port_fallback: config.dht_port == DEFAULT_DHT_PORT,
             bind,
             tcp_port: listen.port(),
+            server: config.dht_server,
             nodes_file: config.state_dir.as_deref().map(nodes::path_in),
             interval: ANNOUNCE_INTERVAL,
             retry_interval: RETRY_INTERVAL,
@@ -285,6 +288,9 @@ fn build(config: &DhtConfig) -> io::Result<AsyncDht> {
         .bind_address(config.bind)
         .port(port)
         .bootstrap(&bootstrap);
+    if config.server {
+        builder.server_mode();
+    }
     Ok(builder.build()?.as_async())
 }
 

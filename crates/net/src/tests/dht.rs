@@ -31,6 +31,7 @@ fn config(bootstrap: Vec<KnownHost>, tcp_port: u16) -> DhtConfig {
         port_fallback: false,
         bind: Ipv4Addr::LOCALHOST,
         tcp_port,
+        server: false,
         nodes_file: None,
         interval: Duration::from_secs(3600),
         retry_interval: Duration::from_millis(500),
@@ -119,6 +120,27 @@ async fn dht_sources_find_each_other_on_a_private_network() {
     let mut quiet = a.subscribe(other);
     let heard = tokio::time::timeout(Duration::from_secs(3), quiet.next()).await;
     assert!(heard.is_err(), "{heard:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_dht_of_our_own_nodes_only() {
+    // No mainline Testnet: one of our sources in server mode is the whole
+    // network's bootstrap, as on a LAN or a private deployment.
+    let boot_port = free_udp_port();
+    let mut boot_config = config(Vec::new(), 40_010);
+    boot_config.port = boot_port;
+    boot_config.server = true;
+    let boot = DhtDiscovery::start(boot_config);
+    let id = folder();
+    let _boot_sub = boot.subscribe(id);
+    let via_boot = hosts(&[local(boot_port).to_string()]);
+    // The peers themselves are ordinary (adaptive) nodes.
+    let a = DhtDiscovery::start(config(via_boot.clone(), 40_011));
+    let b = DhtDiscovery::start(config(via_boot, 40_012));
+    let mut from_a = a.subscribe(id);
+    let mut from_b = b.subscribe(id);
+    expect(&mut from_a, id, local(40_012)).await;
+    expect(&mut from_b, id, local(40_011)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
