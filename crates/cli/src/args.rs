@@ -124,6 +124,10 @@ pub(crate) struct SyncArgs {
     /// A DHT bootstrap node (repeatable).
     #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
     pub(crate) dht_bootstrap: Vec<String>,
+    /// Answer DHT queries from the start: for a node with a public address,
+    /// e.g. the bootstrap node of a private DHT.
+    #[arg(long)]
+    pub(crate) dht_server: bool,
     /// A relay to fall back on (repeatable).
     #[arg(long = "relay", value_name = "HOST:PORT")]
     pub(crate) relays: Vec<String>,
