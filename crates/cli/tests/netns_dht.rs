@@ -421,3 +421,51 @@ fn malformed_dht_bootstrap_exits_2_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_swarmsync_node_in_server_mode_bootstraps_a_private_dht() {
+    let test = "a_swarmsync_node_in_server_mode_bootstraps_a_private_dht";
+    if let Some(why) = netns::unsupported() {
+        eprintln!("skipping {test}: {why}");
+        return;
+    }
+    let mut net = Internet::create("ours");
+    let (boot, ha, hb) = (net.add_host("boot"), net.add_host("a"), net.add_host("b"));
+    let tmp = tempfile::tempdir().unwrap();
+    // The bootstrap is an ordinary `sync` of some other folder, serving the
+    // DHT from the start; its only "bootstrap" is itself.
+    // 41546: the default DHT port.
+    let boot_at = format!("{}:41546", boot.addr);
+    let off = ["--no-lan", "--no-tracker", "--no-pex"];
+    let serving = Node::start_in(
+        &boot,
+        &tmp.path().join("boot"),
+        &[&off[..], &["--dht-server", "--dht-bootstrap", &boot_at]].concat(),
+    );
+    let only_dht = [&off[..], &["--dht-bootstrap", &boot_at]].concat();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    fill(&a_dir);
+    let a = Node::start_in(&ha, &a_dir, &only_dht);
+    let secret = printed_secret(&a);
+    wait_until(
+        "A's first DHT round stored its announcement",
+        &[&a, &serving],
+        || {
+            a.plain_log()
+                .lines()
+                .any(|l| l.contains("DHT announce and lookup done"))
+        },
+    );
+    let b = Node::start_in(
+        &hb,
+        &b_dir,
+        &[&only_dht[..], &["--secret", &secret]].concat(),
+    );
+    wait_same(&[&a, &b]);
+    let a_addr = format!("{}:{TCP_PORT}", ha.addr);
+    let b_addr = b.addr();
+    wait_until("a status names the DHT", &[&a, &b], || {
+        connected(&b).contains(&(a_addr.clone(), "dht".to_owned()))
+            || connected(&a).contains(&(b_addr.clone(), "dht".to_owned()))
+    });
+}
