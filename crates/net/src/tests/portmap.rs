@@ -228,7 +228,7 @@ deny 0-65535 0.0.0.0/0 0-65535
         // Its sockets are open once it says so (the last line of its
         // start-up); a mapper started earlier would find only what is
         // already listening (e.g. PCP but no UPnP yet).
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while !self.log().contains("Listening for NAT-PMP/PCP traffic") {
             if Instant::now() > deadline {
                 return Err(format!("miniupnpd did not start:\n{}", self.log()));
@@ -425,14 +425,15 @@ fn mapping_scenario(test: &str, tag: &str, subnet: u8, upnp: bool) {
 
     // 2. The home host is reachable from the wan side through it.
     let (t, u) = lab.probe_from_wan(tcp, udp);
-    assert_eq!(t, format!("TCP-OK {GREETING}"));
-    assert_eq!(u, "UDP-OK ping");
+    assert_eq!(t, format!("TCP-OK {GREETING}"), "{}", lab.log());
+    assert_eq!(u, "UDP-OK ping", "{}", lab.log());
 
     // 3. Past the lease it still is: the mapper renewed (at half the lease).
     std::thread::sleep(LEASE + Duration::from_secs(2));
     let (t, u) = lab.probe_from_wan(tcp, udp);
-    assert_eq!(t, format!("TCP-OK {GREETING}"), "after the lease");
-    assert_eq!(u, "UDP-OK ping", "after the lease");
+    let log = lab.log();
+    assert_eq!(t, format!("TCP-OK {GREETING}"), "after the lease:\n{log}");
+    assert_eq!(u, "UDP-OK ping", "after the lease:\n{log}");
 
     // 4. Shutdown removes it, within its bound; the listener is still up,
     // so only the missing mapping can turn the wan host away.
