@@ -166,6 +166,97 @@ impl Internet {
         host
     }
 
+    /// A home network: a NAT gateway `<name>-gw` on the internet
+    /// (`10.99.<k>.2`) and, behind it, the host `<name>` on
+    /// `192.168.<k>.2/24`. The gateway masquerades (Linux keeps the source
+    /// port when it can: an endpoint-independent mapping) and forwards
+    /// inward only what answers a flow from inside (conntrack filtering), as
+    /// home routers do. Unsolicited packets to the gateway itself are dropped
+    /// too (as a router's firewall does), so they leave no conntrack entry
+    /// that would take the port a later outbound flow needs. Returns the inner host; its public address is the
+    /// gateway's.
+    pub fn add_nat_site(&mut self, name: &str) -> (Host, Host) {
+        let gateway = self.add_host(&format!("{name}-gw"));
+        let k = gateway.addr.octets()[2];
+        let inner = Host {
+            ns: format!("{}{name}", self.base),
+            addr: Ipv4Addr::new(192, 168, k, 2),
+            gateway: Ipv4Addr::new(192, 168, k, 1),
+        };
+        let _ = ip(&["netns", "del", &inner.ns]);
+        self.hosts.push(inner.clone());
+        self.nat(&gateway, &inner)
+            .unwrap_or_else(|e| panic!("setting up the NAT site {name} failed: {e}"));
+        (inner, gateway)
+    }
+
+    fn nat(&self, gateway: &Host, inner: &Host) -> Result<(), String> {
+        ip(&["netns", "add", &inner.ns])?;
+        ip(&[
+            "link",
+            "add",
+            "lan0",
+            "netns",
+            &gateway.ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &inner.ns,
+        ])?;
+        ip(&[
+            "-n",
+            &gateway.ns,
+            "addr",
+            "add",
+            &format!("{}/24", inner.gateway),
+            "dev",
+            "lan0",
+        ])?;
+        ip(&["-n", &gateway.ns, "link", "set", "lan0", "up"])?;
+        ip(&[
+            "-n",
+            &inner.ns,
+            "addr",
+            "add",
+            &format!("{}/24", inner.addr),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", &inner.ns, "link", "set", "lo", "up"])?;
+        ip(&["-n", &inner.ns, "link", "set", "eth0", "up"])?;
+        ip(&[
+            "-n",
+            &inner.ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &inner.gateway.to_string(),
+        ])?;
+        gateway.exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+        let rules = "table ip nat {\n chain postrouting {\n  type nat hook postrouting priority 100;\n  oifname \"eth0\" masquerade\n }\n}\n\
+                     table inet filter {\n chain forward {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  iifname \"lan0\" oifname \"eth0\" accept\n }\n \
+                     chain input {\n  type filter hook input priority 0; policy drop;\n  ct state established,related accept\n  iifname \"lo\" accept\n  iifname \"lan0\" accept\n }\n}\n";
+        let mut nft = gateway.command("nft");
+        nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+        let mut child = nft.spawn().map_err(|e| format!("nft: {e}"))?;
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().ok_or("nft: no stdin")?;
+            stdin
+                .write_all(rules.as_bytes())
+                .map_err(|e| format!("nft: {e}"))?;
+        }
+        let status = child.wait().map_err(|e| format!("nft: {e}"))?;
+        if !status.success() {
+            return Err(format!("nft -f on {} failed: {status}", gateway.ns));
+        }
+        Ok(())
+    }
+
     fn attach(&self, host: &Host, router_side: &str) -> Result<(), String> {
         ip(&["netns", "add", &host.ns])?;
         ip(&[

@@ -64,4 +64,11 @@ pub trait Discovery: Send + Sync + 'static {
 
     /// Starts looking for members of `folder`.
     fn subscribe(&self, folder: FolderId) -> Candidates;
+
+    /// A dial to `addr` for `folder` found nobody (TCP and QUIC both failed
+    /// to connect). A source that can help (a tracker that listed it can
+    /// coordinate a hole punch) may act; the default does nothing.
+    fn dial_failed(&self, folder: FolderId, addr: SocketAddr) {
+        let _ = (folder, addr);
+    }
 }

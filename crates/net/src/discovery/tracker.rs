@@ -3,10 +3,20 @@
 //! tracker lists become candidates. Our own tracker also answers the
 //! `address` extension (our public endpoint, `docs/protocol/tracker.md` §4).
 //!
-//! One UDP socket per address family serves every folder and tracker; a
-//! receive task hands each answer to the request waiting for its
-//! transaction id (and from the tracker's address only, so nobody else can
-//! answer for it).
+//! Each tracker gets a UDP socket bound to the QUIC carrier's port (with
+//! `SO_REUSEPORT`) and *connected* to the tracker, so the kernel hands it the
+//! tracker's datagrams while QUIC keeps everything else, and the tracker sees
+//! the same NAT mapping as QUIC's: what it lists, and where it sends a punch
+//! notify, is where our QUIC endpoint can be reached. Without a QUIC port (or
+//! where that bind fails) one ephemeral socket per family serves all
+//! trackers. A receive task per socket hands each answer to the request
+//! waiting for its transaction id (from the tracker's address only, so nobody
+//! else can answer for it).
+//!
+//! Hole punching (`docs/protocol/tracker.md` §5): when a dial to an address a
+//! tracker listed fails, we ask that tracker to introduce us; it tells the
+//! peer to dial us and tells us the peer's real endpoint, which both sides
+//! then dial at once (source [`PUNCH_SOURCE`], due at once).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,6 +35,12 @@ use crate::config::{DEFAULT_TRACKERS, NetConfig, NetError};
 
 /// The name of this source in candidates and status.
 pub const TRACKER_SOURCE: &str = "tracker";
+/// The source of candidates from a hole-punch introduction: dialed at once.
+pub const PUNCH_SOURCE: &str = "punch";
+/// One punch per listed address at most this often.
+const PUNCH_EVERY: Duration = Duration::from_secs(30);
+/// Listed addresses remembered for punching, over all folders and trackers.
+const MAX_LISTED: usize = 4096;
 
 /// Tries of one request before the round is given up (BEP 15 doubles the
 /// wait each time; we start lower than its 15 s, so a lost datagram costs
@@ -49,9 +65,12 @@ const NUM_WANT: i32 = 50;
 const MAX_DATAGRAM: usize = 20 + 18 * tracker_proto::MAX_PARSED_PEERS;
 
 /// The tracker source for `config`, or `None` when trackers are off.
+/// `shared_udp`: the QUIC carrier holds UDP `listen.port()` with
+/// `SO_REUSEPORT`, so trackers are spoken to from that port.
 pub(crate) fn start(
     config: &NetConfig,
     listen: SocketAddr,
+    shared_udp: bool,
 ) -> Result<Option<Box<dyn Discovery>>, NetError> {
     if !config.tracker {
         return Ok(None);
@@ -65,7 +84,8 @@ pub(crate) fn start(
         config.trackers.iter().map(|t| t.parse()).collect()
     }
     .map_err(NetError::Tracker)?;
-    match TrackerDiscovery::start(trackers, listen.port()) {
+    let udp_port = shared_udp.then_some(listen.port());
+    match TrackerDiscovery::start(trackers, listen.port(), udp_port) {
         Ok(source) => Ok(Some(Box::new(source))),
         Err(e) => {
             tracing::warn!(error = %e, "continuing without trackers: no UDP socket");
@@ -83,9 +103,15 @@ pub struct TrackerDiscovery {
 }
 
 impl TrackerDiscovery {
-    /// Binds the client sockets (IPv4, and IPv6 where the host has it) and
-    /// starts their receive tasks. Call inside a tokio runtime.
-    pub fn start(trackers: Vec<KnownHost>, tcp_port: u16) -> std::io::Result<Self> {
+    /// Binds the fallback client sockets (IPv4, and IPv6 where the host has
+    /// it) and starts their receive tasks; with `udp_port`, each tracker gets
+    /// its own socket on that port when first used. Call inside a tokio
+    /// runtime.
+    pub fn start(
+        trackers: Vec<KnownHost>,
+        tcp_port: u16,
+        udp_port: Option<u16>,
+    ) -> std::io::Result<Self> {
         let v4 = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0));
         let v6 = std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0));
         let mut sockets = Vec::new();
@@ -104,9 +130,15 @@ impl TrackerDiscovery {
         }
         let client = Arc::new(Client {
             sockets: sockets.clone(),
+            udp_port,
+            per_tracker: Mutex::default(),
             pending: Mutex::default(),
             receivers: Mutex::default(),
             public: Mutex::default(),
+            listed: Mutex::default(),
+            subscribers: Mutex::default(),
+            connections: Mutex::default(),
+            punched: Mutex::default(),
         });
         let receivers: Vec<AbortHandle> = sockets
             .into_iter()
@@ -158,6 +190,7 @@ impl Discovery for TrackerDiscovery {
 
     fn subscribe(&self, folder: FolderId) -> Candidates {
         let (tx, rx) = Candidates::channel();
+        lock(&self.client.subscribers).insert(folder, tx.clone());
         for tracker in self.trackers.iter().cloned() {
             let announcer = Announcer {
                 client: Arc::clone(&self.client),
@@ -179,6 +212,12 @@ impl Discovery for TrackerDiscovery {
         }
         rx
     }
+
+    fn dial_failed(&self, folder: FolderId, addr: SocketAddr) {
+        if lock(&self.client.listed).contains_key(&(folder, addr)) {
+            tokio::spawn(Arc::clone(&self.client).punch(folder, addr));
+        }
+    }
 }
 
 /// Requests in flight, by transaction id: where the answer must come from
@@ -187,10 +226,27 @@ type Pending = HashMap<u32, (SocketAddr, oneshot::Sender<Vec<u8>>)>;
 
 #[derive(Debug)]
 struct Client {
+    /// Ephemeral sockets, one per family: the fallback.
     sockets: Vec<Arc<UdpSocket>>,
+    /// The QUIC carrier's port, shared by per-tracker sockets.
+    udp_port: Option<u16>,
+    per_tracker: Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>,
     pending: Mutex<Pending>,
     receivers: Mutex<Vec<AbortHandle>>,
     public: Mutex<Option<SocketAddr>>,
+    /// Which tracker listed an address, for punching.
+    listed: Mutex<HashMap<(FolderId, SocketAddr), SocketAddr>>,
+    /// Where punch candidates of each folder go.
+    subscribers: Mutex<HashMap<FolderId, tokio::sync::mpsc::Sender<Candidate>>>,
+    /// The latest connection id of each tracker (for punch requests).
+    connections: Mutex<HashMap<SocketAddr, (u64, Instant)>>,
+    /// When each listed address was last punched.
+    punched: Mutex<HashMap<(FolderId, SocketAddr), Instant>>,
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Why one request got no usable answer.
@@ -211,16 +267,52 @@ enum RequestError {
 }
 
 impl Client {
-    fn socket_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.sockets.iter().find(|s| {
-            s.local_addr()
-                .is_ok_and(|local| local.is_ipv4() == to.is_ipv4())
-        })
+    /// Whether a socket of `to`'s family exists.
+    fn has_family(&self, to: SocketAddr) -> bool {
+        self.fallback_for(to).is_some()
+    }
+
+    fn fallback_for(&self, to: SocketAddr) -> Option<Arc<UdpSocket>> {
+        self.sockets
+            .iter()
+            .find(|s| {
+                s.local_addr()
+                    .is_ok_and(|local| local.is_ipv4() == to.is_ipv4())
+            })
+            .cloned()
+    }
+
+    /// The socket to talk to tracker `to` from: its own one on the shared
+    /// port (made on first use), else the fallback.
+    fn socket_for(self: &Arc<Self>, to: SocketAddr) -> Option<Arc<UdpSocket>> {
+        let Some(port) = self.udp_port else {
+            return self.fallback_for(to);
+        };
+        if let Some(socket) = lock(&self.per_tracker).get(&to) {
+            return Some(Arc::clone(socket));
+        }
+        match shared_port_socket(port, to) {
+            Ok(socket) => {
+                let socket = Arc::new(socket);
+                let task = tokio::spawn(receive_loop(Arc::downgrade(self), Arc::clone(&socket)));
+                lock(&self.receivers).push(task.abort_handle());
+                lock(&self.per_tracker).insert(to, Arc::clone(&socket));
+                Some(socket)
+            }
+            Err(e) => {
+                tracing::debug!(tracker = %to, port, error = %e, "no socket on the shared port; using an ephemeral one");
+                self.fallback_for(to)
+            }
+        }
     }
 
     /// Sends `request` (its transaction id replaced by a fresh one) to `to`
     /// and waits for the matching answer, retrying with doubling timeouts.
-    async fn request(&self, to: SocketAddr, request: Request) -> Result<Response, RequestError> {
+    async fn request(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        request: Request,
+    ) -> Result<Response, RequestError> {
         let socket = self.socket_for(to).ok_or(RequestError::NoSocket)?;
         let mut timeout = FIRST_TIMEOUT;
         for _ in 0..TRIES {
@@ -250,8 +342,124 @@ impl Client {
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.pending)
     }
+
+    /// Hands a candidate to `folder`'s subscription, if it still has one.
+    fn offer(&self, folder: FolderId, addr: SocketAddr, source: &'static str) {
+        let tx = lock(&self.subscribers).get(&folder).cloned();
+        if let Some(tx) = tx {
+            let candidate = Candidate {
+                folder,
+                addr,
+                peer: None,
+                source,
+                lan: false,
+            };
+            let _ = tx.try_send(candidate);
+        }
+    }
+
+    /// Remembers that `tracker` listed `peer` for `folder` (bounded).
+    fn note_listed(&self, folder: FolderId, peer: SocketAddr, tracker: SocketAddr) {
+        let mut listed = lock(&self.listed);
+        if listed.len() >= MAX_LISTED && !listed.contains_key(&(folder, peer)) {
+            listed.clear();
+        }
+        listed.insert((folder, peer), tracker);
+    }
+
+    /// Asks the tracker that listed `target` to introduce us, and offers the
+    /// endpoint it answers as a punch candidate.
+    async fn punch(self: Arc<Self>, folder: FolderId, target: SocketAddr) {
+        let Some(tracker) = lock(&self.listed).get(&(folder, target)).copied() else {
+            return;
+        };
+        {
+            let mut punched = lock(&self.punched);
+            if punched
+                .get(&(folder, target))
+                .is_some_and(|at| at.elapsed() < PUNCH_EVERY)
+            {
+                return;
+            }
+            if punched.len() >= MAX_LISTED {
+                punched.retain(|_, at| at.elapsed() < PUNCH_EVERY);
+            }
+            punched.insert((folder, target), Instant::now());
+        }
+        let fresh = lock(&self.connections)
+            .get(&tracker)
+            .filter(|(_, at)| at.elapsed() < CONNECTION_ID_LIFE)
+            .map(|(id, _)| *id);
+        let connection_id = match fresh {
+            Some(id) => id,
+            None => match self
+                .request(tracker, Request::Connect { transaction_id: 0 })
+                .await
+            {
+                Ok(Response::Connect { connection_id, .. }) => {
+                    lock(&self.connections).insert(tracker, (connection_id, Instant::now()));
+                    connection_id
+                }
+                _ => return,
+            },
+        };
+        let request = Request::Punch(tracker_proto::PunchRequest {
+            connection_id,
+            transaction_id: 0,
+            info_hash: *folder.as_bytes(),
+            target,
+        });
+        match self.request(tracker, request).await {
+            Ok(Response::Punch {
+                result: tracker_proto::PunchResult::Notified(endpoint),
+                ..
+            }) => {
+                tracing::debug!(%folder, %target, %endpoint, "tracker introduced us; punching");
+                self.offer(folder, endpoint, PUNCH_SOURCE);
+            }
+            Ok(other) => tracing::debug!(%folder, %target, answer = ?other, "no punch"),
+            Err(e) => tracing::debug!(%folder, %target, error = %e, "punch request failed"),
+        }
+    }
+
+    /// A punch notify from a tracker we talk to: dial the peer it names.
+    fn notified(&self, from: SocketAddr, datagram: &[u8]) {
+        if !lock(&self.connections).contains_key(&from) {
+            return;
+        }
+        if let Ok(Response::PunchNotify {
+            info_hash, peer, ..
+        }) = Response::parse(datagram, Family::of(from))
+        {
+            let folder = FolderId(info_hash);
+            tracing::debug!(%folder, %peer, tracker = %from, "asked to punch");
+            self.offer(folder, peer, PUNCH_SOURCE);
+        }
+    }
+}
+
+/// A UDP socket on `port` beside the QUIC endpoint (`SO_REUSEPORT`),
+/// connected to `tracker` so that the tracker's datagrams come here.
+fn shared_port_socket(port: u16, tracker: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(tracker),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    let local: SocketAddr = if tracker.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, port).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, port).into()
+    };
+    socket.bind(&local.into())?;
+    socket.connect(&tracker.into())?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket.into())
 }
 
 fn with_transaction_id(request: &Request, transaction_id: u32) -> Request {
@@ -282,6 +490,11 @@ async fn receive_loop(client: std::sync::Weak<Client>, socket: Arc<UdpSocket>) {
         let Some(client) = client.upgrade() else {
             return;
         };
+        let datagram = buf.get(..len).unwrap_or_default();
+        if datagram.get(..4) == Some(&tracker_proto::ACTION_PUNCH_NOTIFY.to_be_bytes()[..]) {
+            client.notified(from, datagram);
+            continue;
+        }
         let Some(id) = buf
             .get(4..8)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
@@ -383,6 +596,7 @@ impl Announcer {
                 continue;
             }
             found += 1;
+            self.client.note_listed(self.folder, peer, addr);
             let candidate = Candidate {
                 folder: self.folder,
                 addr: peer,
@@ -421,6 +635,7 @@ impl Announcer {
             return Err(RequestError::Unexpected);
         };
         self.connection = Some((addr, connection_id, issued));
+        lock(&self.client.connections).insert(addr, (connection_id, issued));
         Ok((addr, connection_id))
     }
 
@@ -436,9 +651,7 @@ impl Announcer {
         let mut addrs: Vec<SocketAddr> = addrs.collect();
         // IPv4 first: most public trackers and NATs are IPv4.
         addrs.sort_by_key(SocketAddr::is_ipv6);
-        addrs
-            .into_iter()
-            .find(|a| self.client.socket_for(*a).is_some())
+        addrs.into_iter().find(|a| self.client.has_family(*a))
     }
 
     /// Asks for our public endpoint; a tracker that does not answer it (a
@@ -569,7 +782,7 @@ mod tests {
         // The first datagram is lost: the client must retry.
         let (addr, mut announces) = fake_tracker(listed, 1).await;
         let source =
-            TrackerDiscovery::start(vec![addr.to_string().parse().unwrap()], 41_544).unwrap();
+            TrackerDiscovery::start(vec![addr.to_string().parse().unwrap()], 41_544, None).unwrap();
         let folder = FolderId([7; 20]);
         let mut candidates = source.subscribe(folder);
         let got = tokio::time::timeout(Duration::from_secs(20), candidates.next())
@@ -605,7 +818,7 @@ mod tests {
             ..NetConfig::default()
         };
         let listen: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let Err(e) = start(&config, listen) else {
+        let Err(e) = start(&config, listen, false) else {
             panic!("accepted a tracker without a port")
         };
         assert!(e.is_bad_input());

@@ -22,6 +22,7 @@ use super::{
 use crate::backoff::{jitter, jittered_delay};
 use crate::carrier::{Carrier, CarrierKind};
 use crate::config::NetConfig;
+use crate::discovery::tracker::PUNCH_SOURCE;
 use crate::discovery::{Candidate, Discovery};
 use crate::tcp;
 
@@ -464,6 +465,11 @@ impl Actor {
                     cand.lan = true;
                     cand.source = c.source;
                 }
+                // A hole is being punched for it right now: dial at once.
+                if c.source == PUNCH_SOURCE && !cand.dialing {
+                    cand.source = c.source;
+                    cand.next_attempt = Instant::now();
+                }
                 if c.peer.is_some() {
                     cand.peer = c.peer;
                 }
@@ -596,6 +602,11 @@ impl Actor {
             Err(e) => {
                 let kind = e.kind();
                 tracing::debug!(%folder, %addr, error = %e, "dial failed");
+                if kind == FailureKind::Unreachable {
+                    for source in &self.discoveries {
+                        source.dial_failed(folder, addr);
+                    }
+                }
                 cand.last_error = Some(e.to_string());
                 cand.last_failure = Some(kind);
                 cand.failures = cand.failures.saturating_add(1);

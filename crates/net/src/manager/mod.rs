@@ -336,7 +336,9 @@ impl NetManager {
         if !known.is_empty() {
             discoveries.push(Box::new(known));
         }
-        if let Some(tracker) = crate::discovery::tracker::start(&config, local_addr)? {
+        if let Some(tracker) =
+            crate::discovery::tracker::start(&config, local_addr, quic.is_some())?
+        {
             discoveries.push(tracker);
         }
         if let Some(dht) = crate::discovery::dht::start(&config, local_addr)? {
@@ -395,6 +397,10 @@ fn bind_quic(addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         socket.set_only_v6(false)?;
     }
+    // Tracker sockets share the port (connected to their tracker, they get
+    // its datagrams), so trackers see the NAT mapping QUIC uses.
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     crate::quic::endpoint(socket.into())
 }

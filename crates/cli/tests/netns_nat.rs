@@ -1,0 +1,114 @@
+//! Peers behind NATs: two home networks, each behind its own masquerading
+//! gateway (endpoint-independent mapping, conntrack filtering), and a tracker
+//! on the internet between them. Neither peer can be dialed; the tracker
+//! introduces them and they punch a hole for the UDP carrier. Skipped
+//! (passing, with a message) when not root or without `ip` or `nft`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::fs;
+use std::process::{Child, Stdio};
+
+use common::netns::{self, Internet};
+use common::{Node, bin, noise, printed_secret, wait_same, wait_until};
+use daemon::status::FolderStatus;
+
+const TRACKER_PORT: u16 = 6969;
+
+fn skip(test: &str) -> bool {
+    if let Some(why) = netns::unsupported() {
+        eprintln!("skipping {test}: {why}");
+        return true;
+    }
+    if std::process::Command::new("nft")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping {test}: nft (nftables) is missing");
+        return true;
+    }
+    false
+}
+
+/// `(address, found_by, carrier)` of each connected peer.
+fn peers(node: &Node) -> Vec<(String, String, String)> {
+    FolderStatus::read(&node.dir.join(".sync"))
+        .map(|s| {
+            s.peers
+                .into_iter()
+                .map(|p| (p.address, p.found_by, p.carrier))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn peers_behind_two_nats_punch_through_with_the_trackers_help() {
+    let test = "peers_behind_two_nats_punch_through_with_the_trackers_help";
+    if skip(test) {
+        return;
+    }
+    let mut net = Internet::create("nat");
+    let tracker_host = net.add_host("t");
+    let (ha, _gw_a) = net.add_nat_site("a");
+    let (hb, _gw_b) = net.add_nat_site("b");
+    let tmp = tempfile::tempdir().unwrap();
+    let log = fs::File::create(tmp.path().join("tracker.log")).unwrap();
+    let _tracker = Killed(
+        tracker_host
+            .command(bin())
+            .args(["tracker", "--listen", &format!("0.0.0.0:{TRACKER_PORT}")])
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let at = format!("{}:{TRACKER_PORT}", tracker_host.addr);
+    let only_tracker = ["--no-lan", "--no-dht", "--no-pex", "--tracker", &at];
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    fs::create_dir_all(a_dir.join("sub")).unwrap();
+    fs::write(a_dir.join("hello.txt"), b"hello").unwrap();
+    fs::write(a_dir.join("sub/big.bin"), noise(2 << 20, 5)).unwrap();
+    let a = Node::start_in(&ha, &a_dir, &only_tracker);
+    let secret = printed_secret(&a);
+    let b = Node::start_in(
+        &hb,
+        &b_dir,
+        &[&only_tracker[..], &["--secret", &secret]].concat(),
+    );
+    wait_same(&[&a, &b]);
+    b.write("from-b.txt", b"and back");
+    wait_same(&[&a, &b]);
+    // Directly, over QUIC, through the punched hole.
+    wait_until("a QUIC channel found by punching", &[&a, &b], || {
+        peers(&a)
+            .iter()
+            .chain(&peers(&b))
+            .any(|(_, by, carrier)| carrier == "quic" && (by == "punch" || by == "incoming"))
+    });
+    for node in [&a, &b] {
+        assert!(
+            peers(node).iter().all(|(_, _, carrier)| carrier == "quic"),
+            "{:?}",
+            peers(node)
+        );
+    }
+}
