@@ -17,7 +17,7 @@ use crate::folder::{FolderEvent, FolderTask, TICK};
 use crate::peer::PeerLink;
 use crate::pex::{PexInbound, PexPeer};
 use crate::state::StateDir;
-use crate::status::StatusHandle;
+use crate::status::{NetworkStatus, PortMappingStatus, StatusHandle};
 
 /// What `sync` runs.
 #[derive(Debug)]
@@ -94,7 +94,14 @@ pub fn run(
             manager.add_discovery(Box::new(pex.discovery()));
         }
         tracing::info!(listen = %manager.local_addr(), folder = %key.folder_id(), "syncing {}", options.root.display());
+        let listen = manager.local_addr();
+        let portmap = if options.net.upnp {
+            net::portmap::PortMapConfig::for_listener(listen).map(net::portmap::PortMapper::start)
+        } else {
+            None
+        };
         let (handle, mut net_events) = manager.start(vec![FolderCredentials::new(&key)]);
+        tokio::spawn(publish_network(handle.clone(), portmap.as_ref().map(|m| m.watch()), options.status.clone()));
 
         let ticks = events_tx.clone();
         let rescan_every = if watcher.is_some() { options.rescan_interval } else { Duration::from_secs(60) };
@@ -172,6 +179,10 @@ pub fn run(
                 }
             }
         }
+        if let Some(portmap) = portmap {
+            // Bounded: the mappings are removed, or left to expire.
+            portmap.shutdown().await;
+        }
         Ok(())
     });
     // However the network side ended, the folder task stops too.
@@ -181,4 +192,48 @@ pub fn run(
     let folder_result = folder.join().map_err(|_| DaemonError::FolderPanicked)?;
     runtime.shutdown_timeout(Duration::from_secs(2));
     net_result.and(folder_result)
+}
+
+/// Keeps the networking part of the status current (every 2 s, and at once
+/// when the port mapping changes) until the manager stops.
+async fn publish_network(
+    handle: net::NetHandle,
+    mut portmap: Option<tokio::sync::watch::Receiver<net::portmap::PortMapStatus>>,
+    status: StatusHandle,
+) {
+    loop {
+        let Ok(net) = handle.status().await else {
+            return;
+        };
+        let port_mapping = portmap.as_ref().map(|w| {
+            let m = w.borrow().clone();
+            PortMappingStatus {
+                protocol: m.protocol.map(|p| p.to_string()),
+                tcp: m.tcp.map(|a| a.to_string()),
+                udp: m.udp.map(|a| a.to_string()),
+                gateway: m.gateway.map(|a| a.to_string()),
+                lease_secs: m.lease.map(|l| l.as_secs()),
+                last_error: m.last_error,
+            }
+        });
+        status.set_network(NetworkStatus {
+            listen: net.listen.to_string(),
+            discovery: net.discovery.iter().map(|d| (*d).to_owned()).collect(),
+            port_mapping,
+        });
+        let changed = async {
+            match portmap.as_mut() {
+                Some(w) => {
+                    if w.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = changed => {}
+        }
+    }
 }

@@ -38,6 +38,37 @@ pub struct FolderStatus {
     /// Files still needed, and which connected peers could serve them now (an
     /// empty list: waiting for a peer that has it). At most [`MAX_NEEDED`].
     pub needed: Vec<NeededStatus>,
+    /// The networking side: listener, discovery sources, port mapping.
+    #[serde(default)]
+    pub network: NetworkStatus,
+}
+
+/// What the networking side reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// The TCP (and QUIC) listen address.
+    pub listen: String,
+    /// The discovery sources running ("lan", "known", "tracker", "dht", "pex").
+    pub discovery: Vec<String>,
+    /// The router port mapping, when UPnP / NAT-PMP is on.
+    pub port_mapping: Option<PortMappingStatus>,
+}
+
+/// A port mapping on the router (UPnP IGD, PCP or NAT-PMP).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortMappingStatus {
+    /// "upnp", "pcp" or "nat-pmp"; `None` while there is no mapping.
+    pub protocol: Option<String>,
+    /// The public address of our TCP port.
+    pub tcp: Option<String>,
+    /// The public address of our UDP (QUIC) port.
+    pub udp: Option<String>,
+    /// The gateway's address.
+    pub gateway: Option<String>,
+    /// Lease granted, seconds (0: permanent).
+    pub lease_secs: Option<u64>,
+    /// Why there is no mapping, or what failed last.
+    pub last_error: Option<String>,
 }
 
 /// The most needed files a snapshot lists.
@@ -100,21 +131,37 @@ impl FolderStatus {
     }
 }
 
-/// The latest snapshot, shared between the folder thread and whoever shows it.
+/// The latest snapshot, shared between the folder thread and whoever shows it;
+/// the networking side keeps its part current in it.
 #[derive(Debug, Clone, Default)]
-pub struct StatusHandle(Arc<Mutex<FolderStatus>>);
+pub struct StatusHandle {
+    folder: Arc<Mutex<FolderStatus>>,
+    network: Arc<Mutex<NetworkStatus>>,
+}
 
 impl StatusHandle {
     /// The latest snapshot.
     pub fn get(&self) -> FolderStatus {
-        self.0
+        self.folder
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
     pub(crate) fn set(&self, status: FolderStatus) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = status;
+        *self.folder.lock().unwrap_or_else(PoisonError::into_inner) = status;
+    }
+
+    /// The networking side's part, as last set.
+    pub(crate) fn network(&self) -> NetworkStatus {
+        self.network
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_network(&self, status: NetworkStatus) {
+        *self.network.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }
 }
 

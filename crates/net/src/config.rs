@@ -66,6 +66,9 @@ pub struct NetConfig {
     pub dht_server: bool,
     /// Peer exchange on (`--no-pex` turns it off).
     pub pex: bool,
+    /// Map our port on the router with UPnP IGD / PCP / NAT-PMP (`--no-upnp`
+    /// turns it off).
+    pub upnp: bool,
     /// Where the networking layer keeps what should survive a restart (the
     /// DHT routing table); `None` keeps nothing.
     pub state_dir: Option<PathBuf>,
@@ -104,6 +107,7 @@ impl Default for NetConfig {
             dht_port: DEFAULT_DHT_PORT,
             dht_server: false,
             pex: true,
+            upnp: true,
             state_dir: None,
         }
     }

@@ -96,6 +96,36 @@ fn print_text(report: &Report<'_>) {
     if !report.running {
         return;
     }
+    let n = &s.network;
+    if !n.listen.is_empty() {
+        println!(
+            "network:  listening on {} (TCP and UDP); discovery: {}",
+            n.listen,
+            if n.discovery.is_empty() {
+                "none".to_owned()
+            } else {
+                n.discovery.join(", ")
+            }
+        );
+    }
+    if let Some(m) = &n.port_mapping {
+        match (&m.protocol, &m.tcp) {
+            (Some(protocol), Some(tcp)) => println!(
+                "router:   {protocol} maps TCP {tcp}{}",
+                m.udp
+                    .as_deref()
+                    .map(|u| format!(", UDP {u}"))
+                    .unwrap_or_default()
+            ),
+            _ => println!(
+                "router:   no port mapping{}",
+                m.last_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
     println!("peers:    {} connected", s.peers.len());
     for p in &s.peers {
         println!(

@@ -627,6 +627,7 @@ impl FolderTask {
             to_fetch_bytes: progress.bytes,
             peers,
             needed,
+            network: self.status.network(),
         };
         if let Err(e) = status.write(&self.state_dir) {
             tracing::debug!(error = %e, "writing the status file failed");
