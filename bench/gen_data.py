@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Deterministic benchmark datasets (seeded; the same scale and seed give the same bytes).
 
-    gen_data.py OUTDIR large|small SCALE [SEED]
+    gen_data.py OUTDIR large|small|scan-large|scan-small SCALE [SEED]
 
 large: 4 files of 256 MiB * SCALE of random bytes.
 small: 20,000 * SCALE files of 1-64 KiB (uniform) in 200 * SCALE directories.
+scan-large: 16 files of 256 MiB * SCALE of random bytes (the scan benchmark, 4 GiB).
+scan-small: 100,000 * SCALE files of 1-16 KiB (uniform) in 1,000 * SCALE directories.
 A file OUTDIR/../<name>.manifest (relative path, size) is written last; a dataset whose
 manifest exists and matches is reused.
 """
@@ -42,6 +44,16 @@ def main():
         for i in range(nfiles):
             rel = f"d{i % ndirs:03d}/f{i:05d}.bin"
             entries.append((rel, rng.randint(1024, 64 * 1024)))
+    elif kind == "scan-large":
+        size = int(256 * 1024 * 1024 * scale)
+        for i in range(16):
+            entries.append((f"large-{i:02d}.bin", size))
+    elif kind == "scan-small":
+        nfiles = max(1, int(100000 * scale))
+        ndirs = max(1, int(1000 * scale))
+        for i in range(nfiles):
+            rel = f"d{i % ndirs:04d}/f{i:06d}.bin"
+            entries.append((rel, rng.randint(1024, 16 * 1024)))
     else:
         sys.exit(f"unknown dataset {kind!r}")
     manifest = out.rstrip("/") + ".manifest"
