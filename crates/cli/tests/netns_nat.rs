@@ -66,6 +66,7 @@ fn peers_behind_two_nats_punch_through_with_the_trackers_help() {
     }
     let mut net = Internet::create("nat");
     let tracker_host = net.add_host("t");
+    let relay_host = net.add_host("r");
     let (ha, _gw_a) = net.add_nat_site("a");
     let (hb, _gw_b) = net.add_nat_site("b");
     let tmp = tempfile::tempdir().unwrap();
@@ -81,8 +82,30 @@ fn peers_behind_two_nats_punch_through_with_the_trackers_help() {
             .spawn()
             .unwrap(),
     );
+    // A relay is there too, as a last resort that must not be needed.
+    let relay_log = fs::File::create(tmp.path().join("relay.log")).unwrap();
+    let _relay = Killed(
+        relay_host
+            .command(bin())
+            .args(["relay", "--listen", "0.0.0.0:22067"])
+            .stdin(Stdio::null())
+            .stdout(relay_log.try_clone().unwrap())
+            .stderr(relay_log)
+            .spawn()
+            .unwrap(),
+    );
+    let relay_at = format!("{}:22067", relay_host.addr);
     let at = format!("{}:{TRACKER_PORT}", tracker_host.addr);
-    let only_tracker = ["--no-lan", "--no-dht", "--no-pex", "--tracker", &at];
+    let only_tracker = [
+        "--no-lan",
+        "--no-dht",
+        "--no-pex",
+        "--no-upnp",
+        "--tracker",
+        &at,
+        "--relay",
+        &relay_at,
+    ];
     let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
     fs::create_dir_all(a_dir.join("sub")).unwrap();
     fs::write(a_dir.join("hello.txt"), b"hello").unwrap();
@@ -110,5 +133,73 @@ fn peers_behind_two_nats_punch_through_with_the_trackers_help() {
             "{:?}",
             peers(node)
         );
+        assert!(
+            !node.plain_log().contains("source=\"relay\""),
+            "a channel went through the relay:\n{}",
+            node.plain_log()
+        );
     }
+}
+
+#[test]
+fn with_udp_blocked_behind_both_nats_peers_meet_through_the_relay() {
+    let test = "with_udp_blocked_behind_both_nats_peers_meet_through_the_relay";
+    if skip(test) {
+        return;
+    }
+    let mut net = Internet::create("relay");
+    let relay_host = net.add_host("r");
+    let (ha, gw_a) = net.add_nat_site("a");
+    let (hb, gw_b) = net.add_nat_site("b");
+    // No UDP leaves either home: no QUIC, no punching, no tracker.
+    for gw in [&gw_a, &gw_b] {
+        gw.exec(
+            "nft",
+            &[
+                "insert", "rule", "inet", "filter", "forward", "meta", "l4proto", "udp", "drop",
+            ],
+        )
+        .unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let log = fs::File::create(tmp.path().join("relay.log")).unwrap();
+    let relay_at = format!("{}:22067", relay_host.addr);
+    let _relay = Killed(
+        relay_host
+            .command(bin())
+            .args(["relay", "--listen", "0.0.0.0:22067"])
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    // The relay is the only way they can learn of each other, too.
+    let only_relay = [
+        "--no-lan",
+        "--no-dht",
+        "--no-pex",
+        "--no-tracker",
+        "--relay",
+        &relay_at,
+    ];
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    fs::create_dir_all(a_dir.join("sub")).unwrap();
+    fs::write(a_dir.join("sub/big.bin"), noise(3 << 20, 9)).unwrap();
+    let a = Node::start_in(&ha, &a_dir, &only_relay);
+    let secret = printed_secret(&a);
+    let b = Node::start_in(
+        &hb,
+        &b_dir,
+        &[&only_relay[..], &["--secret", &secret]].concat(),
+    );
+    wait_same(&[&a, &b]);
+    b.write("from-b.txt", b"back through the relay");
+    wait_same(&[&a, &b]);
+    let carriers =
+        |node: &Node| -> Vec<String> { peers(node).into_iter().map(|(_, _, c)| c).collect() };
+    wait_until("both on the relay", &[&a, &b], || {
+        carriers(&a) == ["relay"] && carriers(&b) == ["relay"]
+    });
 }

@@ -66,6 +66,11 @@ pub struct NetConfig {
     pub dht_server: bool,
     /// Peer exchange on (`--no-pex` turns it off).
     pub pex: bool,
+    /// Relays (`--relay HOST:PORT`): registered at for every folder, used to
+    /// reach peers with no direct path.
+    pub relays: Vec<String>,
+    /// Relays on (`--no-relay` turns them off).
+    pub relay: bool,
     /// Map our port on the router with UPnP IGD / PCP / NAT-PMP (`--no-upnp`
     /// turns it off).
     pub upnp: bool,
@@ -107,6 +112,8 @@ impl Default for NetConfig {
             dht_port: DEFAULT_DHT_PORT,
             dht_server: false,
             pex: true,
+            relays: Vec::new(),
+            relay: true,
             upnp: true,
             state_dir: None,
         }
@@ -123,6 +130,9 @@ pub enum NetError {
     /// A `--tracker` value is malformed (bad input).
     #[error("--tracker {0}")]
     Tracker(#[source] KnownHostError),
+    /// A `--relay` value is malformed (bad input).
+    #[error("--relay {0}")]
+    Relay(#[source] KnownHostError),
     /// A `--dht-bootstrap` value is malformed (bad input).
     #[error("--dht-bootstrap {0}")]
     DhtBootstrap(#[source] KnownHostError),
@@ -156,7 +166,7 @@ impl NetError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Self::KnownHost(_) | Self::Tracker(_) | Self::DhtBootstrap(_)
+            Self::KnownHost(_) | Self::Tracker(_) | Self::DhtBootstrap(_) | Self::Relay(_)
         )
     }
 }

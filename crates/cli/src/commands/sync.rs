@@ -36,6 +36,8 @@ pub(crate) fn run(args: &SyncArgs) -> Result<(), Failure> {
     options.net.dht_server = args.dht_server;
     options.net.pex = !args.no_pex;
     options.net.upnp = !args.no_upnp;
+    options.net.relay = !args.no_relay;
+    options.net.relays.clone_from(&args.relays);
     options.net.state_dir = Some(state.path().to_owned());
     options.archive_keep = std::time::Duration::from_secs(u64::from(args.archive_days) * 86_400);
     eprintln!(

@@ -112,14 +112,15 @@ pub struct Internet {
 }
 
 impl Internet {
-    /// A new router namespace `swt-<pid>-<tag>-r` with forwarding on. `tag`
+    /// A new router namespace `swt-<pid>-<tag>-router` with forwarding on. `tag`
     /// must be unique among the tests of one test binary (they run in
     /// parallel) and short (names of interfaces are derived from indexes, not
     /// from it).
     pub fn create(tag: &str) -> Self {
         sweep_leftovers();
         let base = format!("{PREFIX}{}-{tag}-", std::process::id());
-        let router = format!("{base}r");
+        // Host namespaces are `<base>h-<name>`, so no host can take this name.
+        let router = format!("{base}router");
         let _ = ip(&["netns", "del", &router]);
         // The guard exists before the namespace does, so a failure half-way
         // still cleans up.
@@ -150,12 +151,12 @@ impl Internet {
             .args(args))
     }
 
-    /// A new host `swt-<pid>-<tag>-<name>` on subnet `10.99.<k>.0/24` (k
+    /// A new host `swt-<pid>-<tag>-h-<name>` on subnet `10.99.<k>.0/24` (k
     /// counts hosts from 1), its default route through the router.
     pub fn add_host(&mut self, name: &str) -> Host {
         let k = u8::try_from(self.hosts.len() + 1).expect("at most 255 hosts");
         let host = Host {
-            ns: format!("{}{name}", self.base),
+            ns: format!("{}h-{name}", self.base),
             addr: Ipv4Addr::new(10, 99, k, 2),
             gateway: Ipv4Addr::new(10, 99, k, 1),
         };
@@ -179,7 +180,7 @@ impl Internet {
         let gateway = self.add_host(&format!("{name}-gw"));
         let k = gateway.addr.octets()[2];
         let inner = Host {
-            ns: format!("{}{name}", self.base),
+            ns: format!("{}h-{name}", self.base),
             addr: Ipv4Addr::new(192, 168, k, 2),
             gateway: Ipv4Addr::new(192, 168, k, 1),
         };

@@ -62,6 +62,20 @@ enum Internal {
         remote: SocketAddr,
         result: Result<Box<Stream>, ChannelError>,
     },
+    /// A relay listed these peers of `folder` as registered there.
+    RelayPeers {
+        folder: FolderId,
+        relay: SocketAddr,
+        peers: Vec<PeerId>,
+    },
+    /// A channel through a relay, to `peer` (we dialed) or from it.
+    Relayed {
+        folder: FolderId,
+        peer: PeerId,
+        relay: SocketAddr,
+        dialed: bool,
+        result: Result<Box<Stream>, String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +150,11 @@ struct Actor {
     internal: mpsc::UnboundedSender<Internal>,
     found: mpsc::Sender<Candidate>,
     tasks: JoinSet<()>,
+    /// Relays to register at and reach peers through (`--relay`).
+    relays: Vec<crate::discovery::KnownHost>,
+    /// Relayed dials in flight.
+    relay_dialing: HashSet<(FolderId, PeerId)>,
+    serving_rx: watch::Receiver<Option<ChannelConfig>>,
 }
 
 async fn wake(at: Option<Instant>) {
@@ -190,7 +209,18 @@ pub(super) async fn run(
         internal: internal.clone(),
         found,
         tasks: JoinSet::new(),
+        relays: Vec::new(),
+        relay_dialing: HashSet::new(),
+        serving_rx: serving_rx.clone(),
     };
+    if actor.config.relay {
+        actor.relays = actor
+            .config
+            .relays
+            .iter()
+            .filter_map(|r| r.parse().ok())
+            .collect();
+    }
     let sem = Arc::new(Semaphore::new(actor.config.max_handshakes.max(1)));
     let hs_timeout = actor.config.handshake_timeout;
     if let Some(endpoint) = quic {
@@ -242,6 +272,28 @@ pub(super) async fn run(
                 Ok(stream) => actor.offer(*stream, remote, "incoming", false),
                 Err(e) => tracing::info!(%remote, error = %e, "incoming handshake failed"),
             },
+            Event::Internal(Internal::RelayPeers {
+                folder,
+                relay,
+                peers,
+            }) => actor.relay_peers(folder, relay, &peers),
+            Event::Internal(Internal::Relayed {
+                folder,
+                peer,
+                relay,
+                dialed,
+                result,
+            }) => {
+                if dialed {
+                    actor.relay_dialing.remove(&(folder, peer));
+                }
+                match result {
+                    Ok(stream) => actor.offer(*stream, relay, RELAY_SOURCE, dialed),
+                    Err(e) => {
+                        tracing::info!(%folder, %peer, %relay, error = %e, "relayed channel failed")
+                    }
+                }
+            }
             Event::Command(Command::Disconnected(id)) => actor.disconnected(id),
             Event::Command(Command::AddFolder(f)) => actor.add_folder(f),
             Event::Command(Command::Status(tx)) => {
@@ -374,6 +426,95 @@ async fn listen_quic(
     }
 }
 
+/// The relay source's name (status shows it as how a peer was found).
+const RELAY_SOURCE: &str = "relay";
+/// How long after registering a relay is first asked who is there: direct
+/// paths get that long to work first.
+const RELAY_GRACE: Duration = Duration::from_secs(10);
+/// How often a relay is asked who is there.
+const RELAY_LOOKUP_EVERY: Duration = Duration::from_secs(30);
+/// Bound of one relayed connect (the relay waits 10 s for the invitee).
+const RELAY_CONNECT: Duration = Duration::from_secs(15);
+
+/// Keeps `folder` registered at `relay`, takes in the peers that reach us
+/// through it, and reports who else is registered, until the actor stops.
+async fn relay_loop(
+    relay: crate::discovery::KnownHost,
+    folder: FolderId,
+    me: PeerId,
+    serving: watch::Receiver<Option<ChannelConfig>>,
+    results: mpsc::UnboundedSender<Internal>,
+    handshake_timeout: Duration,
+) {
+    let mut failures = 0u32;
+    loop {
+        let addr = match tokio::net::lookup_host((relay.host(), relay.port())).await {
+            Ok(mut addrs) => addrs.next(),
+            Err(e) => {
+                tracing::info!(%relay, error = %e, "cannot resolve relay");
+                None
+            }
+        };
+        if let Some(addr) = addr {
+            match crate::relay::register(addr, folder, me).await {
+                Ok(mut registration) => {
+                    tracing::info!(%relay, %folder, "registered at the relay");
+                    failures = 0;
+                    let mut handshakes = JoinSet::new();
+                    let mut lookup =
+                        tokio::time::interval_at(Instant::now() + RELAY_GRACE, RELAY_LOOKUP_EVERY);
+                    loop {
+                        tokio::select! {
+                            next = registration.next() => {
+                                let Some((stream, peer)) = next else { break };
+                                let Some(config) = serving.borrow().clone() else { continue };
+                                let results = results.clone();
+                                handshakes.spawn(async move {
+                                    let result = match tokio::time::timeout(
+                                        handshake_timeout + DIAL_SLACK,
+                                        channel::establish(Carrier::Relay(stream), &config),
+                                    )
+                                    .await
+                                    {
+                                        Ok(r) => r.map(Box::new).map_err(|e| e.to_string()),
+                                        Err(_) => Err("timed out".to_owned()),
+                                    };
+                                    let _ = results.send(Internal::Relayed {
+                                        folder,
+                                        peer,
+                                        relay: addr,
+                                        dialed: false,
+                                        result,
+                                    });
+                                });
+                            }
+                            _ = lookup.tick() => {
+                                match crate::relay::lookup(addr, folder).await {
+                                    Ok(peers) => {
+                                        let _ = results.send(Internal::RelayPeers { folder, relay: addr, peers });
+                                    }
+                                    Err(e) => tracing::debug!(%relay, error = %e, "relay lookup failed"),
+                                }
+                            }
+                            Some(_) = handshakes.join_next() => {}
+                        }
+                    }
+                    let why = registration.take_error();
+                    tracing::info!(%relay, error = ?why, "relay registration ended");
+                }
+                Err(e) => tracing::info!(%relay, error = %e, "cannot register at the relay"),
+            }
+        }
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(jittered_delay(
+            Duration::from_secs(5),
+            Duration::from_secs(300),
+            failures,
+        ))
+        .await;
+    }
+}
+
 async fn dial(
     addr: SocketAddr,
     config: ChannelConfig,
@@ -428,8 +569,62 @@ async fn connect(
 }
 
 impl Actor {
+    /// Peers a relay has registered: dial the ones with no direct channel
+    /// through it (only the side with the lower peer id dials, so the two
+    /// do not cross).
+    fn relay_peers(&mut self, folder: FolderId, relay: SocketAddr, peers: &[PeerId]) {
+        let Some(creds) = self.folders.get(&folder) else {
+            return;
+        };
+        for &peer in peers {
+            if peer <= self.me
+                || self.live.contains_key(&(folder, peer))
+                || self.relay_dialing.contains(&(folder, peer))
+            {
+                continue;
+            }
+            self.relay_dialing.insert((folder, peer));
+            let config = ChannelConfig::new(self.me, creds.clone())
+                .with_handshake_timeout(self.config.handshake_timeout);
+            let (me, results) = (self.me, self.internal.clone());
+            let limit = RELAY_CONNECT + self.config.handshake_timeout + DIAL_SLACK;
+            tracing::debug!(%folder, %peer, %relay, "dialing through the relay");
+            self.tasks.spawn(async move {
+                let attempt = async {
+                    let stream = crate::relay::connect(relay, folder, me, peer, RELAY_CONNECT)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    channel::establish(Carrier::Relay(stream), &config)
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                let result = match tokio::time::timeout(limit, attempt).await {
+                    Ok(r) => r.map(Box::new),
+                    Err(_) => Err("timed out".to_owned()),
+                };
+                let _ = results.send(Internal::Relayed {
+                    folder,
+                    peer,
+                    relay,
+                    dialed: true,
+                    result,
+                });
+            });
+        }
+    }
+
     fn add_folder(&mut self, creds: FolderCredentials) {
         let folder = creds.folder_id();
+        for relay in self.relays.clone() {
+            self.tasks.spawn(relay_loop(
+                relay,
+                folder,
+                self.me,
+                self.serving_rx.clone(),
+                self.internal.clone(),
+                self.config.handshake_timeout,
+            ));
+        }
         if self.folders.insert(folder, creds).is_some() {
             return;
         }
@@ -502,8 +697,14 @@ impl Actor {
         }
     }
 
+    /// Whether `peer` has a *direct* channel: a relayed one does not stop
+    /// dialing its direct addresses (a direct channel replaces it).
     fn is_connected(&self, folder: FolderId, peer: Option<PeerId>) -> bool {
-        peer.is_some_and(|p| self.live.contains_key(&(folder, p)))
+        peer.is_some_and(|p| {
+            self.live
+                .get(&(folder, p))
+                .is_some_and(|l| l.carrier.is_direct())
+        })
     }
 
     /// Starts the dials that are due (LAN first) and returns when the next
@@ -514,7 +715,10 @@ impl Actor {
         // peer that moved, a flood of made-up announcements).
         let live = &self.live;
         self.cands.retain(|&(folder, _), c| {
-            let connected = c.peer.is_some_and(|p| live.contains_key(&(folder, p)));
+            let connected = c.peer.is_some_and(|p| {
+                live.get(&(folder, p))
+                    .is_some_and(|l| l.carrier.is_direct())
+            });
             c.dialing
                 || connected
                 || c.failures == 0

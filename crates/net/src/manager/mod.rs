@@ -285,6 +285,11 @@ impl NetManager {
     /// cannot be bound only log a warning (see [`NetStatus::discovery`]).
     pub fn bind(config: NetConfig, peer: PeerId) -> Result<Self, NetError> {
         let known = KnownHosts::parse(&config.known_hosts, config.resolve_interval)?;
+        for relay in &config.relays {
+            relay
+                .parse::<crate::discovery::KnownHost>()
+                .map_err(NetError::Relay)?;
+        }
         let listener = tcp::bind(config.listen).map_err(|source| NetError::Listen {
             addr: config.listen,
             source,
