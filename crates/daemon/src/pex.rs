@@ -32,6 +32,9 @@ pub(crate) struct PexPeer {
     pub(crate) peer: PeerId,
     /// Where the peer's connection comes from.
     pub(crate) remote: SocketAddr,
+    /// The connection goes straight to the peer (not through a relay, whose
+    /// address says nothing of where the peer listens).
+    pub(crate) direct: bool,
     pub(crate) generation: u64,
 }
 
@@ -128,7 +131,7 @@ impl PexInbound {
         let mut others = Vec::with_capacity(message.added().len());
         for addr in message.added() {
             if addr.ip().is_unspecified() {
-                if addr.port() != 0 {
+                if addr.port() != 0 && p.direct {
                     let listen = SocketAddr::new(p.remote.ip(), addr.port());
                     p.pex.connected(p.folder, p.peer, listen, p.generation);
                 }
@@ -163,6 +166,7 @@ mod tests {
             folder,
             peer: a,
             remote: addr("10.0.0.1:50000"),
+            direct: true,
             generation: 2,
         };
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -183,6 +187,24 @@ mod tests {
         sharing.abort();
     }
 
+    #[test]
+    fn a_relayed_peers_self_entry_is_not_its_address() {
+        let pex = Pex::new();
+        let folder = FolderId([1; 20]);
+        let (a, b) = (PeerId([1; 32]), PeerId([2; 32]));
+        let mut from_b = PexInbound::new(PexPeer {
+            pex: pex.clone(),
+            folder,
+            peer: b,
+            // The relay's address, not B's.
+            remote: addr("10.0.0.9:22067"),
+            direct: false,
+            generation: 1,
+        });
+        from_b.receive(&PeerExchange::new(vec![addr("0.0.0.0:41544")], vec![]).unwrap());
+        assert!(pex.shareable(folder, a, addr("10.0.0.1:1")).is_empty());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_self_entry_gives_the_listen_address_and_floods_are_cut() {
         let pex = Pex::new();
@@ -194,6 +216,7 @@ mod tests {
             folder,
             peer: b,
             remote: addr("10.0.0.2:50123"),
+            direct: true,
             generation: 1,
         });
         let message =

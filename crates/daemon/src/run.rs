@@ -148,9 +148,10 @@ pub fn run(
                     let events = events_tx.clone();
                     let handle = handle.clone();
                     let (id, peer, folder) = (conn.id, conn.peer, conn.folder);
-                    let pex_peer = |pex: &net::Pex| PexPeer { pex: pex.clone(), folder, peer, remote: conn.remote, generation };
-                    if let Some(pex) = pex.as_ref().filter(|_| conn.dialed) {
-                        // What we dialed is where it listens.
+                    let direct = conn.carrier.is_direct();
+                    let pex_peer = |pex: &net::Pex| PexPeer { pex: pex.clone(), folder, peer, remote: conn.remote, direct, generation };
+                    if let Some(pex) = pex.as_ref().filter(|_| conn.dialed && conn.carrier.is_direct()) {
+                        // What we dialed is where it listens (a relay's address is not).
                         pex.connected(folder, peer, conn.remote, generation);
                     }
                     let sharer = pex.as_ref().map(pex_peer);
