@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::signal::unix::{SignalKind, signal};
 use tracker::{Server, ServerConfig};
 
 use crate::args::TrackerArgs;
@@ -22,37 +21,12 @@ pub(crate) fn run(args: &TrackerArgs) -> Result<(), Failure> {
         .context("starting the runtime")
         .runtime()?;
     runtime.block_on(async {
-        // Handlers first, so a signal right after the "listening" line is a
-        // clean stop rather than the default death.
-        let mut term = signal(SignalKind::terminate())
-            .context("installing the SIGTERM handler")
-            .runtime()?;
-        let mut int = signal(SignalKind::interrupt())
-            .context("installing the SIGINT handler")
-            .runtime()?;
-        let server = match Server::bind(config).await {
-            Ok(server) => server,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                return Err(Failure::BadInput(
-                    anyhow::Error::new(e).context("tracker limits"),
-                ));
-            }
-            Err(e) => {
-                return Err(Failure::Runtime(
-                    anyhow::Error::new(e)
-                        .context(format!("binding the tracker to {}", args.listen)),
-                ));
-            }
-        };
+        let stop = super::serve::stop_signal()?;
+        let server = Server::bind(config)
+            .await
+            .map_err(|e| super::serve::bind_failure("tracker", args.listen, e))?;
         let local = server.local_addr().context("local address").runtime()?;
         eprintln!("tracker listening on {local}");
-        let stop = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            tracing::info!("stopping");
-        };
         server
             .run(stop)
             .await
