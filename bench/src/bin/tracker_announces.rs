@@ -14,9 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-use tracker_proto::{
-    AnnounceRequest, Event, Family, Request, Response, Tracker, TrackerConfig,
-};
+use tracker_proto::{AnnounceRequest, Event, Family, Request, Response, Tracker, TrackerConfig};
 
 const SOURCES: u32 = 50_000;
 const SWARMS: u32 = 1_000;
@@ -33,8 +31,8 @@ fn answer(tracker: &mut Tracker) -> Option<Response> {
 
 fn round(announces: u32) -> Result<(f64, f64, usize), String> {
     let start = Instant::now();
-    let mut tracker = Tracker::new(TrackerConfig::default(), [7; 32], 1, start)
-        .map_err(|e| e.to_string())?;
+    let mut tracker =
+        Tracker::new(TrackerConfig::default(), [7; 32], 1, start).map_err(|e| e.to_string())?;
     let mut buf = Vec::with_capacity(128);
     // Connects: one per source.
     let mut ids = Vec::with_capacity(SOURCES as usize);
@@ -66,7 +64,11 @@ fn round(announces: u32) -> Result<(f64, f64, usize), String> {
             downloaded: 0,
             left: 1,
             uploaded: 0,
-            event: if n < SOURCES { Event::Started } else { Event::None },
+            event: if n < SOURCES {
+                Event::Started
+            } else {
+                Event::None
+            },
             ip: 0,
             key: i,
             num_want: 50,
@@ -91,7 +93,9 @@ fn main() -> Result<(), String> {
     let mut best = (0.0f64, 0.0f64, 0usize);
     for r in 1..=3 {
         let (c, a, listed) = round(announces)?;
-        println!("round {r}: {c:.0} connects/s, {a:.0} announces/s ({listed} peers listed per answer)");
+        println!(
+            "round {r}: {c:.0} connects/s, {a:.0} announces/s ({listed} peers listed per answer)"
+        );
         best = (best.0.max(c), best.1.max(a), listed);
     }
     println!(
