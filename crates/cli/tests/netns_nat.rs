@@ -203,3 +203,80 @@ fn with_udp_blocked_behind_both_nats_peers_meet_through_the_relay() {
         carriers(&a) == ["relay"] && carriers(&b) == ["relay"]
     });
 }
+
+#[test]
+fn peers_move_off_the_relay_once_a_direct_path_works() {
+    let test = "peers_move_off_the_relay_once_a_direct_path_works";
+    if skip(test) {
+        return;
+    }
+    let mut net = Internet::create("moveoff");
+    let relay_host = net.add_host("r");
+    let (ha, hb) = (net.add_host("a"), net.add_host("b"));
+    // At first the router forwards nothing between A and B.
+    let block = format!(
+        "table inet block {{\n chain forward {{\n  type filter hook forward priority 0;\n  \
+         ip saddr {a} ip daddr {b} drop\n  ip saddr {b} ip daddr {a} drop\n }}\n}}\n",
+        a = ha.addr,
+        b = hb.addr
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("block.nft");
+    fs::write(&rules, block).unwrap();
+    net.router_exec("nft", &["-f", rules.to_str().unwrap()])
+        .unwrap();
+    let log = fs::File::create(tmp.path().join("relay.log")).unwrap();
+    let relay_at = format!("{}:22067", relay_host.addr);
+    let _relay = Killed(
+        relay_host
+            .command(bin())
+            .args(["relay", "--listen", "0.0.0.0:22067"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let off = [
+        "--no-lan",
+        "--no-dht",
+        "--no-pex",
+        "--no-tracker",
+        "--no-upnp",
+    ];
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    fs::create_dir_all(&a_dir).unwrap();
+    fs::write(a_dir.join("hello.txt"), b"hello").unwrap();
+    let a = Node::start_in(&ha, &a_dir, &[&off[..], &["--relay", &relay_at]].concat());
+    let secret = printed_secret(&a);
+    let a_addr = a.addr();
+    let b = Node::start_in(
+        &hb,
+        &b_dir,
+        &[
+            &off[..],
+            &[
+                "--relay",
+                &relay_at,
+                "--secret",
+                &secret,
+                "--known-host",
+                &a_addr,
+            ],
+        ]
+        .concat(),
+    );
+    let carriers =
+        |node: &Node| -> Vec<String> { peers(node).into_iter().map(|(_, _, c)| c).collect() };
+    wait_same(&[&a, &b]);
+    wait_until("B on the relay", &[&a, &b], || carriers(&b) == ["relay"]);
+    // The direct path opens: B's next retry of A's address replaces the
+    // relayed channel.
+    net.router_exec("nft", &["delete", "table", "inet", "block"])
+        .unwrap();
+    wait_until("B moved to a direct channel", &[&a, &b], || {
+        carriers(&b) == ["tcp"] && carriers(&a) == ["tcp"]
+    });
+    b.write("after.txt", b"direct now");
+    wait_same(&[&a, &b]);
+}
