@@ -41,6 +41,10 @@ const CANDIDATE_TTL: Duration = Duration::from_secs(15 * 60);
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// How long we try to send an authenticated close on a duplicate channel.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// A dial not connected by then is reported stalled (see
+/// [`Discovery::dial_failed`]): time enough for a direct path on any sane
+/// link, soon enough that a hole punch overlaps the dial.
+const STALL_AFTER: Duration = Duration::from_secs(1);
 /// Slack over connect + handshake timeouts before a dial task is abandoned.
 const DIAL_SLACK: Duration = Duration::from_secs(2);
 
@@ -62,6 +66,8 @@ enum Internal {
         remote: SocketAddr,
         result: Result<Box<Stream>, ChannelError>,
     },
+    /// A dial has not connected within [`STALL_AFTER`] (it goes on).
+    DialStalled { folder: FolderId, addr: SocketAddr },
     /// A relay listed these peers of `folder` as registered there.
     RelayPeers {
         folder: FolderId,
@@ -272,6 +278,14 @@ pub(super) async fn run(
                 Ok(stream) => actor.offer(*stream, remote, "incoming", false),
                 Err(e) => tracing::info!(%remote, error = %e, "incoming handshake failed"),
             },
+            Event::Internal(Internal::DialStalled { folder, addr }) => {
+                // A NAT may be in the way: sources that can (a tracker that
+                // listed the address) start a hole punch now, while the dial's
+                // own packets are still going out.
+                for source in &actor.discoveries {
+                    source.dial_failed(folder, addr);
+                }
+            }
             Event::Internal(Internal::RelayPeers {
                 folder,
                 relay,
@@ -769,8 +783,18 @@ impl Actor {
         let quic = self.quic.clone();
         tracing::debug!(%folder, %addr, source = cand.source, "dialing");
         self.tasks.spawn(async move {
-            let result = match tokio::time::timeout(limit, dial(addr, config, connect, quic)).await
-            {
+            let attempt = async {
+                let dial = dial(addr, config, connect, quic);
+                tokio::pin!(dial);
+                tokio::select! {
+                    r = &mut dial => return r,
+                    () = tokio::time::sleep(STALL_AFTER) => {
+                        let _ = results.send(Internal::DialStalled { folder, addr });
+                    }
+                }
+                dial.await
+            };
+            let result = match tokio::time::timeout(limit, attempt).await {
                 Ok(r) => r.map(Box::new),
                 Err(_) => Err(DialError::Timeout),
             };
