@@ -37,6 +37,21 @@ pub struct Entry {
     pub local: Option<LocalStat>,
 }
 
+/// The few columns of a stored row that tell a scan whether the disk still
+/// matches it (see [`Writer::stored_state`]): no block list, version or signature
+/// is read or decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    /// File, directory or symlink (with its target).
+    pub kind: FileKind,
+    /// The record's permission bits.
+    pub mode: u32,
+    /// A tombstone.
+    pub deleted: bool,
+    /// See [`Entry::local`].
+    pub local: Option<LocalStat>,
+}
+
 /// A record to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
@@ -178,6 +193,13 @@ impl Writer<'_> {
     /// The record at `path` as this transaction sees it (including its own writes).
     pub fn get(&self, path: &RelPath) -> Result<Option<Entry>, IndexError> {
         get_on(&self.tx, &self.path, path)
+    }
+
+    /// Kind, mode, tombstone flag and disk state of the record at `path`, as this
+    /// transaction sees it: what a scan compares with `lstat`, without the cost of
+    /// reading and checking the whole record ([`get`](Self::get)).
+    pub fn stored_state(&self, path: &RelPath) -> Result<Option<StoredState>, IndexError> {
+        stored_state_on(&self.tx, &self.path, path)
     }
 
     /// Stores `update.record`, replacing the record at its path, under a new sequence
@@ -367,6 +389,72 @@ fn get_on(
         .transpose()
 }
 
+fn stored_state_on(
+    conn: &rusqlite::Connection,
+    db: &Path,
+    path: &RelPath,
+) -> Result<Option<StoredState>, IndexError> {
+    type Raw = (i64, Option<String>, i64, bool, RawDisk);
+    let err = |e| classify(db, e);
+    let raw: Option<Raw> = conn
+        .prepare_cached(
+            "SELECT kind, target, mode, deleted, disk_size, disk_mtime_secs, disk_mtime_nanos, \
+             disk_inode FROM files WHERE path = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row([path.as_str()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?),
+                ))
+            })
+        })
+        .optional()
+        .map_err(err)?;
+    let Some((kind, target, mode, deleted, disk)) = raw else {
+        return Ok(None);
+    };
+    let bad = |reason: &str| IndexError::BadRow {
+        path: db.to_path_buf(),
+        what: path.as_str().to_owned(),
+        reason: reason.to_owned(),
+    };
+    Ok(Some(StoredState {
+        kind: decode_kind(kind, target).ok_or_else(|| bad("bad kind"))?,
+        mode: u32::try_from(mode).map_err(|_| bad("bad mode"))?,
+        deleted,
+        local: decode_local(disk).map_err(|()| bad("bad disk mtime"))?,
+    }))
+}
+
+fn decode_kind(kind: i64, target: Option<String>) -> Option<FileKind> {
+    match (kind, target) {
+        (0, None) => Some(FileKind::File),
+        (1, None) => Some(FileKind::Directory),
+        (2, Some(target)) => Some(FileKind::Symlink { target }),
+        _ => None,
+    }
+}
+
+type RawDisk = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+fn decode_local(disk: RawDisk) -> Result<Option<LocalStat>, ()> {
+    Ok(match disk {
+        (Some(size), Some(secs), Some(nanos), Some(inode)) => Some(LocalStat {
+            size: size as u64,
+            modified: Timestamp {
+                secs,
+                nanos: u32::try_from(nanos).map_err(|_| ())?,
+            },
+            inode: inode as u64,
+        }),
+        _ => None,
+    })
+}
+
 /// The first 8 bytes of a block hash as the stored key.
 pub(crate) fn hash_prefix(hash: &[u8; 32]) -> i64 {
     let [a, b, c, d, e, f, g, h, ..] = *hash;
@@ -520,7 +608,7 @@ struct RawRow {
     body: Option<Vec<u8>>,
     signature: Option<Vec<u8>>,
     local_only: bool,
-    disk: (Option<i64>, Option<i64>, Option<i64>, Option<i64>),
+    disk: RawDisk,
 }
 
 impl RawRow {
@@ -552,12 +640,7 @@ impl RawRow {
             reason: reason.to_owned(),
         };
         let path = RelPath::new(self.path.clone()).map_err(|e| bad(&e.to_string()))?;
-        let kind = match (self.kind, &self.target) {
-            (0, None) => FileKind::File,
-            (1, None) => FileKind::Directory,
-            (2, Some(t)) => FileKind::Symlink { target: t.clone() },
-            _ => return Err(bad("bad kind")),
-        };
+        let kind = decode_kind(self.kind, self.target.clone()).ok_or_else(|| bad("bad kind"))?;
         let version = self
             .version
             .chunks(16)
@@ -612,17 +695,7 @@ impl RawRow {
             (None, None) => None,
             _ => return Err(bad("body without signature")),
         };
-        let local = match self.disk {
-            (Some(size), Some(secs), Some(nanos), Some(inode)) => Some(LocalStat {
-                size: size as u64,
-                modified: Timestamp {
-                    secs,
-                    nanos: u32::try_from(nanos).map_err(|_| bad("bad disk mtime"))?,
-                },
-                inode: inode as u64,
-            }),
-            _ => None,
-        };
+        let local = decode_local(self.disk).map_err(|()| bad("bad disk mtime"))?;
         Ok(Entry {
             record,
             sequence: self.sequence as u64,

@@ -49,7 +49,7 @@ mod schema;
 
 pub use db::Index;
 pub use error::IndexError;
-pub use files::{DEFAULT_BATCH, Entry, LocalStat, Stream, Update, Writer};
+pub use files::{DEFAULT_BATCH, Entry, LocalStat, StoredState, Stream, Update, Writer};
 pub use peers::{BlockLocation, IndexId, PeerState, Summary};
 pub use schema::SCHEMA_VERSION;
 

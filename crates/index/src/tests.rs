@@ -362,3 +362,63 @@ fn damaged_rows_are_errors_not_panics() {
     let first = ix.changes_since(0, 10).next().unwrap();
     assert!(matches!(first, Err(IndexError::BadRow { .. })));
 }
+
+#[test]
+fn stored_state_matches_the_full_row() {
+    let mut ix = Index::open_in_memory().unwrap();
+    let mut link = file("l", &[]);
+    link.kind = FileKind::Symlink { target: "t".into() };
+    link.mode = 0;
+    link.hash = [0; 32];
+    let mut gone = file("gone", &[]);
+    gone.deleted = true;
+    gone.hash = [0; 32];
+    let mut w = ix.write().unwrap();
+    w.put(upd(file("a", &[(3, 1)]))).unwrap();
+    w.put(upd(link)).unwrap();
+    w.put(Update {
+        local: None,
+        ..upd(gone)
+    })
+    .unwrap();
+    for p in ["a", "l", "gone"] {
+        let p = RelPath::new(p).unwrap();
+        let full = w.get(&p).unwrap().unwrap();
+        let state = w.stored_state(&p).unwrap().unwrap();
+        assert_eq!(
+            state,
+            StoredState {
+                kind: full.record.kind,
+                mode: full.record.mode,
+                deleted: full.record.deleted,
+                local: full.local,
+            },
+            "{p}"
+        );
+    }
+    assert_eq!(
+        w.stored_state(&RelPath::new("none").unwrap()).unwrap(),
+        None
+    );
+    w.commit().unwrap();
+}
+
+#[test]
+fn damaged_stored_state_is_an_error_not_a_panic() {
+    let mut ix = Index::open_in_memory().unwrap();
+    ix.put(upd(file("a", &[(3, 1)]))).unwrap();
+    let a = RelPath::new("a").unwrap();
+    for sql in [
+        "UPDATE files SET kind = 7",
+        "UPDATE files SET kind = 0, target = 'x'",
+        "UPDATE files SET target = NULL, mode = -1",
+        "UPDATE files SET mode = 420, disk_mtime_nanos = -1",
+    ] {
+        ix.conn.execute(sql, []).unwrap();
+        let w = ix.write().unwrap();
+        assert!(
+            matches!(w.stored_state(&a), Err(IndexError::BadRow { .. })),
+            "{sql}"
+        );
+    }
+}

@@ -233,31 +233,34 @@ impl Run<'_> {
         if let Some(issue) = f.rel.windows_issue() {
             self.summary.flag_windows(&f.rel, issue);
         }
-        let prev = w.get(&f.rel)?;
-        let live = prev.as_ref().filter(|e| !e.record.deleted);
+        // Only the columns compared with `lstat`; the whole record is read only for
+        // what changed (most entries of a rescan are unchanged).
+        let stored = w.stored_state(&f.rel)?;
+        let live = stored.as_ref().filter(|s| !s.deleted);
         let local = Some(local_stat(&f.stat));
         match &f.kind {
             FoundKind::File => {
                 self.summary.files += 1;
                 self.summary.bytes += f.stat.size;
-                if let Some(p) =
-                    live.filter(|p| p.record.kind == FileKind::File && p.local == local)
-                {
-                    if p.record.mode == f.stat.mode {
+                if live.is_some_and(|s| s.kind == FileKind::File && s.local == local) {
+                    if live.is_some_and(|s| s.mode == f.stat.mode) {
                         self.seen(w, &f.rel)?;
-                    } else {
-                        // Only the permissions changed: no need to read the file.
+                        return Ok(None);
+                    }
+                    // Only the permissions changed: no need to read the file.
+                    let prev = w.get(&f.rel)?;
+                    if let Some(p) = prev.as_ref().filter(|p| p.record.is_live_file()) {
                         let mut r = p.record.clone();
                         r.mode = f.stat.mode;
                         self.commit_new(w, r, prev.as_ref(), local)?;
+                        return Ok(None);
                     }
-                    return Ok(None);
                 }
                 Ok(Some(Job {
+                    prev: w.get(&f.rel)?,
                     rel: f.rel,
                     abs: f.abs,
                     stat: f.stat,
-                    prev,
                 }))
             }
             FoundKind::Directory => {
@@ -265,13 +268,12 @@ impl Run<'_> {
                 // Owner rwx on directories is not significant: receivers force it
                 // on so they can always enter what they create (daemon `dir_mode`).
                 let same_mode = |m: u32| m | 0o700 == f.stat.mode | 0o700;
-                if live.is_some_and(|p| {
-                    p.record.kind == FileKind::Directory && same_mode(p.record.mode)
-                }) {
+                if live.is_some_and(|s| s.kind == FileKind::Directory && same_mode(s.mode)) {
                     // A directory's mtime moves with every entry in it; not a change.
                     self.seen(w, &f.rel)?;
                     return Ok(None);
                 }
+                let prev = w.get(&f.rel)?;
                 let r = base_record(f.rel.clone(), FileKind::Directory, &f.stat);
                 self.commit_new(w, r, prev.as_ref(), local)?;
                 Ok(None)
@@ -281,10 +283,11 @@ impl Run<'_> {
                 let kind = FileKind::Symlink {
                     target: target.clone(),
                 };
-                if live.is_some_and(|p| p.record.kind == kind) {
+                if live.is_some_and(|s| s.kind == kind) {
                     self.seen(w, &f.rel)?;
                     return Ok(None);
                 }
+                let prev = w.get(&f.rel)?;
                 let mut r = base_record(f.rel.clone(), kind, &f.stat);
                 r.mode = 0;
                 self.commit_new(w, r, prev.as_ref(), local)?;

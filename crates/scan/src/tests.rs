@@ -511,3 +511,49 @@ fn many_changes_span_transactions_and_deletion_batches() {
     assert_eq!(s.deleted, 601, "{s}");
     assert_eq!(f.index.summary().unwrap().deleted, 601);
 }
+
+#[test]
+fn rescan_detects_each_stat_field_changing_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = Folder::new();
+    for p in ["size", "mtime", "inode", "mode", "kind", "same"] {
+        f.write(p, &data(3000, 5));
+        f.set_mtime(p, 1_600_000_000);
+    }
+    std::os::unix::fs::symlink("x", f.root.join("link")).unwrap();
+    f.scan();
+    // Size alone: the mtime is put back.
+    f.write("size", &data(3001, 5));
+    f.set_mtime("size", 1_600_000_000);
+    // Mtime alone.
+    f.set_mtime("mtime", 1_600_000_001);
+    // Inode alone, with different bytes of the same size and mtime.
+    f.write("inode.new", &data(3000, 6));
+    f.set_mtime("inode.new", 1_600_000_000);
+    fs::rename(f.root.join("inode.new"), f.root.join("inode")).unwrap();
+    // Mode alone.
+    fs::set_permissions(f.root.join("mode"), fs::Permissions::from_mode(0o600)).unwrap();
+    // A file replaced by a directory; a symlink given a new target.
+    fs::remove_file(f.root.join("kind")).unwrap();
+    fs::create_dir(f.root.join("kind")).unwrap();
+    fs::remove_file(f.root.join("link")).unwrap();
+    std::os::unix::fs::symlink("y", f.root.join("link")).unwrap();
+    let s = f.scan();
+    assert_eq!((s.changed, s.rehashed_files), (6, 3), "{s}");
+    assert_eq!(f.get("size").unwrap().record.size, 3001);
+    assert_eq!(f.get("mtime").unwrap().record.modified.secs, 1_600_000_001);
+    assert_eq!(
+        f.get("inode").unwrap().record.hash,
+        *blake3::hash(&data(3000, 6)).as_bytes()
+    );
+    assert_eq!(f.get("mode").unwrap().record.mode, 0o600);
+    assert_eq!(f.get("kind").unwrap().record.kind, FileKind::Directory);
+    assert_eq!(
+        f.get("link").unwrap().record.kind,
+        FileKind::Symlink { target: "y".into() }
+    );
+    for p in ["size", "mtime", "inode", "mode", "kind", "link"] {
+        assert_eq!(f.get(p).unwrap().record.version, vv(2), "{p}");
+    }
+    assert_eq!(f.get("same").unwrap().record.version, vv(1));
+}
