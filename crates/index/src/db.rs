@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
+use crate::seen::Seen;
 use crate::{IndexError, IndexId};
 
 /// One folder's index: the single owner of its SQLite connection.
@@ -18,6 +19,8 @@ pub struct Index {
     pub(crate) path: PathBuf,
     pub(crate) index_id: IndexId,
     pub(crate) sequence: u64,
+    /// Rows found by the running scan; per connection, never persisted.
+    pub(crate) seen: Seen,
 }
 
 impl Index {
@@ -87,16 +90,10 @@ impl Index {
             path,
             index_id: IndexId(0),
             sequence: 0,
+            seen: Seen::default(),
         };
         index.migrate()?;
         index.load_meta()?;
-        // Paths found by the running scan; per connection, never persisted.
-        index
-            .conn
-            .execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS seen (path TEXT PRIMARY KEY) WITHOUT ROWID",
-            )
-            .map_err(|e| classify(&index.path, e))?;
         Ok(index)
     }
 

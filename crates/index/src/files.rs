@@ -8,7 +8,8 @@ use record::{Block, FileKind, FileRecord, RelPath, SignedRecord, Timestamp, Vers
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::db::classify;
-use crate::{Index, IndexError};
+use crate::seen::Seen;
+use crate::{Index, IndexError, RowId};
 
 /// What the scanner saw on disk when it last matched a record with its file: if
 /// these still hold, the file is unchanged and is not rehashed.
@@ -42,6 +43,8 @@ pub struct Entry {
 /// is read or decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredState {
+    /// The row, to mark it seen ([`Writer::mark_seen_row`]).
+    pub row: RowId,
     /// File, directory or symlink (with its target).
     pub kind: FileKind,
     /// The record's permission bits.
@@ -121,8 +124,8 @@ impl Index {
     }
 
     /// Live records at or below `dir` that were not marked with
-    /// [`Writer::mark_seen`] since [`clear_seen`](Self::clear_seen): what a scan
-    /// did not find on disk.
+    /// [`Writer::mark_seen`] (or its variants) since
+    /// [`clear_seen`](Self::clear_seen): what a scan did not find on disk.
     pub fn unseen(&self, dir: Option<&RelPath>, batch: usize) -> Stream<'_> {
         self.unseen_after(dir, None, batch)
     }
@@ -146,11 +149,11 @@ impl Index {
         )
     }
 
-    /// Forgets the paths marked seen (start of a scan).
+    /// Forgets the paths marked seen (start of a scan). The marks live in
+    /// memory, one bit per row, and are not part of any transaction: a writer
+    /// that is rolled back keeps the marks it made.
     pub fn clear_seen(&mut self) -> Result<(), IndexError> {
-        self.conn
-            .execute("DELETE FROM temp.seen", [])
-            .map_err(self.err())?;
+        self.seen.clear();
         Ok(())
     }
 
@@ -163,6 +166,7 @@ impl Index {
             tx,
             next: self.sequence,
             sequence: &mut self.sequence,
+            seen: &mut self.seen,
             path,
         })
     }
@@ -181,6 +185,7 @@ impl Index {
 pub struct Writer<'a> {
     tx: Transaction<'a>,
     sequence: &'a mut u64,
+    seen: &'a mut Seen,
     next: u64,
     path: std::path::PathBuf,
 }
@@ -205,6 +210,17 @@ impl Writer<'_> {
     /// Stores `update.record`, replacing the record at its path, under a new sequence
     /// number (returned). Re-indexes the file's local block locations.
     pub fn put(&mut self, update: Update) -> Result<u64, IndexError> {
+        self.put_row(update).map(|(seq, _)| seq)
+    }
+
+    /// [`put`](Self::put), and marks the path seen by the running scan.
+    pub fn put_seen(&mut self, update: Update) -> Result<u64, IndexError> {
+        let (seq, id) = self.put_row(update)?;
+        self.seen.insert(id);
+        Ok(seq)
+    }
+
+    fn put_row(&mut self, update: Update) -> Result<(u64, i64), IndexError> {
         let Update {
             record: r,
             signed,
@@ -302,7 +318,7 @@ impl Writer<'_> {
             }
         }
         self.next = seq;
-        Ok(seq)
+        Ok((seq, id))
     }
 
     /// Updates only the disk state of the record at `path` (e.g. a new inode after a
@@ -340,13 +356,24 @@ impl Writer<'_> {
         Ok(n > 0)
     }
 
-    /// Marks `path` as found by the running scan (see [`Index::unseen`]).
+    /// Marks `path` as found by the running scan (see [`Index::unseen`]); a path
+    /// with no row needs no mark.
     pub fn mark_seen(&mut self, path: &RelPath) -> Result<(), IndexError> {
-        self.tx
-            .prepare_cached("INSERT OR IGNORE INTO temp.seen (path) VALUES (?1)")
-            .and_then(|mut s| s.execute([path.as_str()]))
+        let id: Option<i64> = self
+            .tx
+            .prepare_cached("SELECT id FROM files WHERE path = ?1")
+            .and_then(|mut s| s.query_row([path.as_str()], |r| r.get(0)).optional())
             .map_err(self.err())?;
+        if let Some(id) = id {
+            self.seen.insert(id);
+        }
         Ok(())
+    }
+
+    /// Marks the row found by [`stored_state`](Self::stored_state) as found by the
+    /// running scan, without looking its path up again.
+    pub fn mark_seen_row(&mut self, row: RowId) {
+        self.seen.insert(row.0);
     }
 
     /// Commits every change, making the new sequence number durable with them.
@@ -356,6 +383,7 @@ impl Writer<'_> {
             sequence,
             next,
             path,
+            ..
         } = self;
         if next != *sequence {
             tx.execute(
@@ -394,12 +422,12 @@ fn stored_state_on(
     db: &Path,
     path: &RelPath,
 ) -> Result<Option<StoredState>, IndexError> {
-    type Raw = (i64, Option<String>, i64, bool, RawDisk);
+    type Raw = (i64, i64, Option<String>, i64, bool, RawDisk);
     let err = |e| classify(db, e);
     let raw: Option<Raw> = conn
         .prepare_cached(
-            "SELECT kind, target, mode, deleted, disk_size, disk_mtime_secs, disk_mtime_nanos, \
-             disk_inode FROM files WHERE path = ?1",
+            "SELECT id, kind, target, mode, deleted, disk_size, disk_mtime_secs, \
+             disk_mtime_nanos, disk_inode FROM files WHERE path = ?1",
         )
         .and_then(|mut stmt| {
             stmt.query_row([path.as_str()], |r| {
@@ -408,13 +436,14 @@ fn stored_state_on(
                     r.get(1)?,
                     r.get(2)?,
                     r.get(3)?,
-                    (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?),
+                    r.get(4)?,
+                    (r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
                 ))
             })
         })
         .optional()
         .map_err(err)?;
-    let Some((kind, target, mode, deleted, disk)) = raw else {
+    let Some((id, kind, target, mode, deleted, disk)) = raw else {
         return Ok(None);
     };
     let bad = |reason: &str| IndexError::BadRow {
@@ -423,6 +452,7 @@ fn stored_state_on(
         reason: reason.to_owned(),
     };
     Ok(Some(StoredState {
+        row: RowId(id),
         kind: decode_kind(kind, target).ok_or_else(|| bad("bad kind"))?,
         mode: u32::try_from(mode).map_err(|_| bad("bad mode"))?,
         deleted,
@@ -527,28 +557,19 @@ impl<'a> Stream<'a> {
                     .map(|r| r.and_then(|x| x))
                     .collect()
             }
-            Order::Path { dir, after, unseen } => {
-                // Everything under `dir` lies in ['dir', 'dir0') ('0' follows '/'
-                // in byte order; SQLite compares TEXT with memcmp). That range also
-                // holds 'dir-x' and 'dir.txt', which the second test drops. The
-                // cursor (`path > last`) and the bounds are all on the path index,
-                // so each batch is a range scan, not a scan from the start.
-                let (lo, hi, range) = match dir {
-                    Some(d) => (
-                        d.clone(),
-                        format!("{d}0"),
-                        "path >= ?1 AND path < ?2 AND (path = ?1 OR path >= ?1 || '/')",
-                    ),
-                    None => (String::new(), String::new(), "?1 = ?2"),
-                };
+            Order::Path {
+                unseen: true,
+                dir,
+                after,
+            } => {
+                let (dir, after) = (dir.clone(), after.clone());
+                return self.fill_unseen(dir.as_deref(), after);
+            }
+            Order::Path { dir, after, .. } => {
+                let (lo, hi, range) = path_range(dir.as_deref());
                 let cursor = after.clone().unwrap_or_default();
-                let live = if *unseen {
-                    "AND deleted = 0 AND NOT EXISTS (SELECT 1 FROM temp.seen s WHERE s.path = files.path)"
-                } else {
-                    ""
-                };
                 let sql = format!(
-                    "SELECT {COLS} FROM files WHERE path > ?3 AND {range} {live} ORDER BY path LIMIT ?4"
+                    "SELECT {COLS} FROM files WHERE path > ?3 AND {range} ORDER BY path LIMIT ?4"
                 );
                 let mut stmt = self
                     .index
@@ -573,6 +594,81 @@ impl<'a> Stream<'a> {
             self.buf.push_back(entry);
         }
         Ok(())
+    }
+}
+
+impl Stream<'_> {
+    /// Live rows not marked seen, after `after`: walks the ids and paths of the
+    /// live rows in path order (cheap: no blob is read) and reads in full only the
+    /// unseen ones, up to one batch.
+    fn fill_unseen(&mut self, dir: Option<&str>, after: Option<String>) -> Result<(), IndexError> {
+        let (lo, hi, range) = path_range(dir);
+        let mut cursor = after.unwrap_or_default();
+        let limit = self.batch.max(1024);
+        let sql = format!(
+            "SELECT id, path FROM files WHERE path > ?3 AND {range} AND deleted = 0 \
+             ORDER BY path LIMIT ?4"
+        );
+        let err = self.index.err();
+        loop {
+            let rows: Vec<(i64, String)> = self
+                .index
+                .conn
+                .prepare_cached(&sql)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![lo, hi, cursor, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(&err)?;
+            let exhausted = rows.len() < limit;
+            for (id, path) in rows {
+                cursor = path;
+                if self.index.seen.contains(id) {
+                    continue;
+                }
+                let raw = self
+                    .index
+                    .conn
+                    .prepare_cached(&format!("SELECT {COLS} FROM files WHERE id = ?1"))
+                    .and_then(|mut stmt| stmt.query_row([id], |r| Ok(RawRow::read(r))))
+                    .and_then(|r| r)
+                    .map_err(&err)?;
+                self.buf.push_back(raw.decode(&self.index.path)?);
+                if self.buf.len() >= self.batch {
+                    break;
+                }
+            }
+            if let Order::Path { after, .. } = &mut self.order {
+                *after = Some(cursor.clone());
+            }
+            if self.buf.len() >= self.batch {
+                return Ok(());
+            }
+            if exhausted {
+                self.done = true;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Bounds and condition (on ?1, ?2) for the rows at or below `dir`.
+///
+/// Everything under `dir` lies in ['dir', 'dir0') ('0' follows '/' in byte
+/// order; SQLite compares TEXT with memcmp). That range also holds 'dir-x' and
+/// 'dir.txt', which the second test drops. The cursor (`path > last`) and the
+/// bounds are all on the path index, so each batch is a range scan, not a scan
+/// from the start.
+fn path_range(dir: Option<&str>) -> (String, String, &'static str) {
+    match dir {
+        Some(d) => (
+            d.to_owned(),
+            format!("{d}0"),
+            "path >= ?1 AND path < ?2 AND (path = ?1 OR path >= ?1 || '/')",
+        ),
+        None => (String::new(), String::new(), "?1 = ?2"),
     }
 }
 

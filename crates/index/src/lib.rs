@@ -46,12 +46,14 @@ mod error;
 mod files;
 mod peers;
 mod schema;
+mod seen;
 
 pub use db::Index;
 pub use error::IndexError;
 pub use files::{DEFAULT_BATCH, Entry, LocalStat, StoredState, Stream, Update, Writer};
 pub use peers::{BlockLocation, IndexId, PeerState, Summary};
 pub use schema::SCHEMA_VERSION;
+pub use seen::RowId;
 
 /// Where a folder's index lives by default, relative to the folder root (the
 /// `.sync/` directory must exist; it is never synced).

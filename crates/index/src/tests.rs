@@ -388,6 +388,7 @@ fn stored_state_matches_the_full_row() {
         assert_eq!(
             state,
             StoredState {
+                row: state.row,
                 kind: full.record.kind,
                 mode: full.record.mode,
                 deleted: full.record.deleted,
@@ -421,4 +422,53 @@ fn damaged_stored_state_is_an_error_not_a_panic() {
             "{sql}"
         );
     }
+}
+
+#[test]
+fn seen_marks_by_row_survive_batches_and_writes() {
+    let mut ix = Index::open_in_memory().unwrap();
+    let mut w = ix.write().unwrap();
+    for i in 0..40 {
+        w.put(upd(file(&format!("d/{i:02}"), &[]))).unwrap();
+    }
+    w.commit().unwrap();
+    ix.clear_seen().unwrap();
+    let mut w = ix.write().unwrap();
+    // Every third row by its row id, one by path, a new row through put_seen.
+    for i in (0..40).step_by(3) {
+        let state = w
+            .stored_state(&RelPath::new(format!("d/{i:02}")).unwrap())
+            .unwrap()
+            .unwrap();
+        w.mark_seen_row(state.row);
+    }
+    w.mark_seen(&RelPath::new("d/01").unwrap()).unwrap();
+    w.mark_seen(&RelPath::new("not/there").unwrap()).unwrap();
+    w.put_seen(upd(file("d/new", &[]))).unwrap();
+    w.put(upd(file("d/unmarked", &[]))).unwrap();
+    w.commit().unwrap();
+    let mut want: Vec<String> = (0..40)
+        .filter(|i| i % 3 != 0 && *i != 1)
+        .map(|i| format!("d/{i:02}"))
+        .collect();
+    want.push("d/unmarked".into());
+    for batch in [1, 2, 7, 1000] {
+        let got: Vec<String> = ix
+            .unseen(Some(&RelPath::new("d").unwrap()), batch)
+            .map(|e| e.unwrap().record.path.into_string())
+            .collect();
+        assert_eq!(got, want, "batch {batch}");
+    }
+    // Resuming after a path, as the deletion pass does between its writes.
+    let after = RelPath::new("d/20").unwrap();
+    let rest: Vec<String> = ix
+        .unseen_after(None, Some(&after), 4)
+        .map(|e| e.unwrap().record.path.into_string())
+        .collect();
+    let tail: Vec<String> = want
+        .iter()
+        .filter(|p| p.as_str() > "d/20")
+        .cloned()
+        .collect();
+    assert_eq!(rest, tail);
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use index::{Entry, Index, LocalStat, Update, Writer};
+use index::{Entry, Index, LocalStat, RowId, Update, Writer};
 use record::{FileKind, FileRecord, MAX_BLOCKS, RelPath, SignedRecord};
 
 use crate::hasher::{self, Done, Job, Outcome, Settings};
@@ -243,8 +243,8 @@ impl Run<'_> {
                 self.summary.files += 1;
                 self.summary.bytes += f.stat.size;
                 if live.is_some_and(|s| s.kind == FileKind::File && s.local == local) {
-                    if live.is_some_and(|s| s.mode == f.stat.mode) {
-                        self.seen(w, &f.rel)?;
+                    if let Some(s) = live.filter(|s| s.mode == f.stat.mode) {
+                        self.seen_row(w, s.row);
                         return Ok(None);
                     }
                     // Only the permissions changed: no need to read the file.
@@ -268,9 +268,10 @@ impl Run<'_> {
                 // Owner rwx on directories is not significant: receivers force it
                 // on so they can always enter what they create (daemon `dir_mode`).
                 let same_mode = |m: u32| m | 0o700 == f.stat.mode | 0o700;
-                if live.is_some_and(|s| s.kind == FileKind::Directory && same_mode(s.mode)) {
+                if let Some(s) = live.filter(|s| s.kind == FileKind::Directory && same_mode(s.mode))
+                {
                     // A directory's mtime moves with every entry in it; not a change.
-                    self.seen(w, &f.rel)?;
+                    self.seen_row(w, s.row);
                     return Ok(None);
                 }
                 let prev = w.get(&f.rel)?;
@@ -283,8 +284,8 @@ impl Run<'_> {
                 let kind = FileKind::Symlink {
                     target: target.clone(),
                 };
-                if live.is_some_and(|s| s.kind == kind) {
-                    self.seen(w, &f.rel)?;
+                if let Some(s) = live.filter(|s| s.kind == kind) {
+                    self.seen_row(w, s.row);
                     return Ok(None);
                 }
                 let prev = w.get(&f.rel)?;
@@ -319,6 +320,7 @@ impl Run<'_> {
                     // Same content, mode and mtime (a new inode, or a file the engine
                     // wrote): remember the disk state, no new version.
                     w.set_local(&job.rel, local)?;
+                    self.ops += 1;
                     return self.seen(w, &job.rel);
                 }
                 if hashed.blocks.len() > MAX_BLOCKS {
@@ -355,8 +357,12 @@ impl Run<'_> {
 
     fn seen(&mut self, w: &mut Writer<'_>, rel: &RelPath) -> Result<(), ScanError> {
         w.mark_seen(rel)?;
-        self.ops += 1;
         Ok(())
+    }
+
+    /// An unchanged entry: a mark in memory, nothing written.
+    fn seen_row(&mut self, w: &mut Writer<'_>, row: RowId) {
+        w.mark_seen_row(row);
     }
 
     /// Writes `r` as this peer's new version of its path, after `prev`.
@@ -398,15 +404,15 @@ impl Run<'_> {
             self.summary.changed += 1;
         }
         tracing::debug!(path = %r.path, deleted = r.deleted, "recording local change");
-        let path = r.path.clone();
         let local_only = signed.is_none();
-        w.put(Update {
+        w.put_seen(Update {
             record: r,
             signed,
             local_only,
             local,
         })?;
-        self.seen(w, &path)
+        self.ops += 1;
+        Ok(())
     }
 
     /// Tombstones for what the index has (and had on disk) but the walk did not find.
