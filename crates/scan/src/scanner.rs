@@ -18,8 +18,9 @@ use crate::summary::{ScanSummary, SkipReason};
 use crate::walk::{self, Found, FoundKind, Stat, Walked};
 use crate::{ScanError, ScanOptions};
 
-/// Walked entries buffered between the walker and the committer.
-const WALK_QUEUE: usize = 256;
+/// Chunks of walked entries (each up to `walk::WALK_CHUNK`) buffered between the
+/// walker and the committer.
+const WALK_QUEUE: usize = 4;
 /// Unseen index entries handled per transaction in the deletion pass.
 const DELETE_BATCH: usize = 256;
 
@@ -114,7 +115,7 @@ fn scan_scope(
         hook: None,
     };
     std::thread::scope(|s| -> Result<(), ScanError> {
-        let (walk_tx, walk_rx) = mpsc::sync_channel::<Walked>(WALK_QUEUE);
+        let (walk_tx, walk_rx) = mpsc::sync_channel::<Vec<Walked>>(WALK_QUEUE);
         let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let job_rx = Arc::new(Mutex::new(job_rx));
@@ -151,13 +152,13 @@ impl Run<'_> {
     fn pipeline(
         &mut self,
         index: &mut Index,
-        walked: &mpsc::Receiver<Walked>,
+        walked: &mpsc::Receiver<Vec<Walked>>,
         jobs: mpsc::SyncSender<Job>,
         done: &mpsc::Receiver<Done>,
     ) -> Result<(), ScanError> {
         let mut w = index.write()?;
         let mut in_flight = 0usize;
-        for item in walked {
+        for item in walked.iter().flatten() {
             if let Some(mut job) = self.on_walked(&mut w, item)? {
                 loop {
                     match jobs.try_send(job) {

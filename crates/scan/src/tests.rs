@@ -557,3 +557,63 @@ fn rescan_detects_each_stat_field_changing_alone() {
     }
     assert_eq!(f.get("same").unwrap().record.version, vv(1));
 }
+
+#[test]
+fn walker_chunks_cover_every_entry_across_chunk_boundaries() {
+    use crate::walk::{WALK_CHUNK, Walked, walk};
+    for n in [
+        WALK_CHUNK - 1,
+        WALK_CHUNK,
+        WALK_CHUNK + 1,
+        2 * WALK_CHUNK + 3,
+    ] {
+        let mut f = Folder::new();
+        // `n` entries in all: a directory and n - 1 files in it.
+        for i in 0..n - 1 {
+            f.write(&format!("d/{i:04}"), b"x");
+        }
+        let rules = IgnoreRules::load(&f.root).unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let root = f.root.clone();
+        let walker = std::thread::spawn(move || walk(&root, None, &rules, &tx));
+        let chunks: Vec<Vec<Walked>> = rx.iter().collect();
+        walker.join().unwrap();
+        assert!(
+            chunks
+                .iter()
+                .all(|c| !c.is_empty() && c.len() <= WALK_CHUNK)
+        );
+        assert_eq!(chunks.len(), n.div_ceil(WALK_CHUNK), "n = {n}");
+        let names: Vec<String> = chunks
+            .into_iter()
+            .flatten()
+            .map(|w| match w {
+                Walked::Found(found) => found.rel.into_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let mut want = vec!["d".to_owned()];
+        want.extend((0..n - 1).map(|i| format!("d/{i:04}")));
+        assert_eq!(names, want, "n = {n}");
+        // And the scanner records all of them, then finds nothing changed.
+        let s = f.scan();
+        assert_eq!(s.added as usize, n, "{s}");
+        assert!(!f.scan().changed_anything());
+    }
+}
+
+#[test]
+fn walker_stops_when_the_scan_hangs_up() {
+    use crate::walk::{WALK_CHUNK, walk};
+    let f = Folder::new();
+    for i in 0..4 * WALK_CHUNK {
+        f.write(&format!("{i:04}"), b"x");
+    }
+    let rules = IgnoreRules::load(&f.root).unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    let root = f.root.clone();
+    let walker = std::thread::spawn(move || walk(&root, None, &rules, &tx));
+    assert!(rx.recv().is_ok());
+    drop(rx);
+    walker.join().unwrap();
+}

@@ -102,14 +102,49 @@ pub(crate) enum Walked {
     CaseCollision(RelPath, RelPath),
 }
 
-/// Walks `root/scope` (the whole folder when `scope` is `None`).
-/// Returns when done or when the receiver hangs up.
+/// Walked entries per message to the committer: one channel hand-off (and the
+/// wake-up of a sleeping thread) per chunk, not per entry.
+pub(crate) const WALK_CHUNK: usize = 128;
+
+/// Collects walked entries and sends them in chunks of [`WALK_CHUNK`].
+struct Out<'a> {
+    tx: &'a SyncSender<Vec<Walked>>,
+    buf: Vec<Walked>,
+}
+
+impl Out<'_> {
+    /// `false` once the receiver has hung up.
+    fn push(&mut self, w: Walked) -> bool {
+        self.buf.push(w);
+        self.buf.len() < WALK_CHUNK || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.buf.is_empty() {
+            return true;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(WALK_CHUNK));
+        self.tx.send(chunk).is_ok()
+    }
+}
+
+/// Walks `root/scope` (the whole folder when `scope` is `None`), sending what it
+/// finds in chunks, in walk order. Returns when done or when the receiver hangs up.
 pub(crate) fn walk(
     root: &Path,
     scope: Option<&RelPath>,
     rules: &IgnoreRules,
-    tx: &SyncSender<Walked>,
+    tx: &SyncSender<Vec<Walked>>,
 ) {
+    let mut out = Out {
+        tx,
+        buf: Vec::with_capacity(WALK_CHUNK),
+    };
+    walk_into(root, scope, rules, &mut out);
+    out.flush();
+}
+
+fn walk_into(root: &Path, scope: Option<&RelPath>, rules: &IgnoreRules, out: &mut Out<'_>) {
     let mut stack: Vec<(Option<RelPath>, PathBuf)> = Vec::new();
     match scope {
         None => stack.push((None, root.to_path_buf())),
@@ -119,7 +154,7 @@ pub(crate) fn walk(
                 // Gone: the caller's unseen pass turns it into a tombstone.
                 Ok(None) => return,
                 Err(e) => {
-                    let _ = tx.send(Walked::Unlistable {
+                    out.push(Walked::Unlistable {
                         dir: Some(rel.clone()),
                         path: rel.to_string(),
                         error: e.to_string(),
@@ -131,7 +166,7 @@ pub(crate) fn walk(
             match classify(rel.clone(), abs.clone(), &meta) {
                 Ok(found) => {
                     let is_dir = found.kind == FoundKind::Directory;
-                    if tx.send(Walked::Found(found)).is_err() {
+                    if !out.push(Walked::Found(found)) {
                         return;
                     }
                     if is_dir {
@@ -139,7 +174,7 @@ pub(crate) fn walk(
                     }
                 }
                 Err(w) => {
-                    let _ = tx.send(w);
+                    out.push(w);
                     return;
                 }
             }
@@ -153,7 +188,7 @@ pub(crate) fn walk(
             {
                 subdirs.push((Some(f.rel.clone()), f.abs.clone()));
             }
-            if tx.send(w).is_err() {
+            if !out.push(w) {
                 return;
             }
         }
