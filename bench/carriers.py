@@ -509,6 +509,7 @@ def run_swarmsync(net, case, src, work, manifest):
         quiesce()
         pa = worker(a.p.pid)
         cpu_a0 = proc_cpu(pa)
+        c0 = counters(net)
         t0m, t0 = time.monotonic(), time.time()
         b = Proc(net.ns["b"], [BIN, "sync", dst, "--listen", f"0.0.0.0:{PORT}", "--secret", key,
                                "--known-host", f"{net.addr['a']}:{PORT}"] + OFF + extra,
@@ -516,6 +517,7 @@ def run_swarmsync(net, case, src, work, manifest):
         procs.append(b)
         t1m = wait_tree(dst, manifest, t0m + RUN_TIMEOUT, lambda: all(p.alive() for p in procs))
         t1 = t0 + (t1m - t0m)
+        drops = delta(c0, counters(net))
         cc = (tcp_cc_seen(net.ns["r"], RELAY_PORT) if case == "ss-relay"  # the senders' sockets
               else tcp_cc_seen(net.ns["a"], PORT) if case == "ss-tcp" else None)
         cpu_a, cpu_b = proc_cpu(pa) - cpu_a0, proc_cpu(worker(b.p.pid))
@@ -532,7 +534,7 @@ def run_swarmsync(net, case, src, work, manifest):
         seen = wait_for("B's status.json with a peer", carriers, timeout=10, every=0.2)
         r = {"wall": t1 - t0, "after_connect": (t1 - conn) if conn else None,
              "connect": (conn - t0) if conn else None, "cpu_src": cpu_a, "cpu_dst": cpu_b,
-             "cpu": cpu_a + cpu_b, "carrier": ",".join(seen), "tcp_cc": cc}
+             "cpu": cpu_a + cpu_b, "carrier": ",".join(seen), "tcp_cc": cc, **drops}
         if seen != [EXPECT[case]]:
             raise RuntimeError(f"carrier {seen}, expected {EXPECT[case]} (time {r['wall']:.2f} s)")
         return r, dst
@@ -548,6 +550,33 @@ def tcp_cc_seen(ns, port):
     names = sorted(set(re.findall(r"\b(cubic|bbr|reno|bbr2|bbr3)\b", out)))
     rtts = sorted(float(x) for x in re.findall(r"\brtt:([\d.]+)/", out))
     return (",".join(names) + (f" rtt {rtts[-1]:.1f} ms" if rtts else "")) or None
+
+
+def snmp(ns):
+    """/proc/net/snmp and netstat of a namespace, as {"Udp.RcvbufErrors": n, ...}."""
+    out = {}
+    for f in ("/proc/net/snmp", "/proc/net/netstat"):
+        lines = sh("ip", "netns", "exec", ns, "cat", f, check=False).splitlines()
+        for names, values in zip(lines[::2], lines[1::2]):
+            kind, names = names.split(":", 1)
+            for k, v in zip(names.split(), values.split(":", 1)[1].split()):
+                out[f"{kind}.{k}"] = int(v)
+    return out
+
+
+def counters(net):
+    """What the peers' stacks and the router's queue dropped so far."""
+    a, b = snmp(net.ns["a"]), snmp(net.ns["b"])
+    r = snmp(net.ns["r"])
+    tbf = sh("ip", "netns", "exec", net.router, "tc", "-s", "qdisc", "show", "dev", net.dev["b"], check=False)
+    m = re.search(r"dropped (\d+)", tbf)
+    return {"b_udp_rcvbuf_errors": b.get("Udp.RcvbufErrors", 0), "a_udp_sndbuf_errors": a.get("Udp.SndbufErrors", 0),
+            "a_tcp_retrans": a.get("Tcp.RetransSegs", 0), "r_tcp_retrans": r.get("Tcp.RetransSegs", 0),
+            "tbf_drops_to_b": int(m.group(1)) if m else 0}
+
+
+def delta(c0, c1):
+    return {k: c1[k] - c0[k] for k in c0}
 
 
 def net_has_conn(ns, port):
@@ -653,14 +682,16 @@ def run_syncthing(net, case, src, work, manifest):
         pids = [worker(p.p.pid) for p in procs]
         quiesce()
         cpu0 = [proc_cpu(p) for p in pids]
+        c0 = counters(net)
         t0 = time.monotonic()
         st_rest(net.ns["b"], "PATCH", "/rest/config/folders/bench", {"paused": False})
         t1 = wait_tree(dst, manifest, t0 + RUN_TIMEOUT, lambda: all(p.alive() for p in procs))
         cpu = [proc_cpu(p) - c for p, c in zip(pids, cpu0)]
+        drops = delta(c0, counters(net))
         cc = tcp_cc_seen(net.ns["a"], ST_PORT) if scheme == "tcp" else None
         kind_end = connection() or kind
         r = {"wall": t1 - t0, "after_connect": t1 - t0, "connect": None, "cpu_src": cpu[0],
-             "cpu_dst": cpu[1], "cpu": sum(cpu), "carrier": kind_end, "tcp_cc": cc}
+             "cpu_dst": cpu[1], "cpu": sum(cpu), "carrier": kind_end, "tcp_cc": cc, **drops}
         if not kind_end.startswith(scheme):
             raise RuntimeError(f"connection type {kind_end}, expected {scheme}")
         return r, dst
@@ -735,6 +766,7 @@ def dataset(mib):
 
 
 def main():
+    global BIN
     if os.geteuid() != 0:
         sys.exit("bench/carriers.py needs root (network namespaces, tc, nftables)")
     for tool in ("ip", "tc", "nft", "syncthing", "ss"):
@@ -754,6 +786,9 @@ def main():
     work = fresh(f"/var/tmp/swarmsync-carriers-{os.getpid()}")
     with open(os.path.join(work, "delay_line.c"), "w") as f:
         f.write(DELAY_LINE_C)
+    # A copy of the binary: the shared target/ may be rebuilt by someone during the run.
+    shutil.copy2(BIN, os.path.join(work, "swarmsync"))
+    BIN = os.path.join(work, "swarmsync")
     delay_line = os.path.join(work, "delay_line")
     sh("cc", "-O2", "-o", delay_line, os.path.join(work, "delay_line.c"))
     conditions = {
@@ -761,7 +796,8 @@ def main():
         "loadavg_before": open("/proc/loadavg").read().split()[:3], "rounds": ROUNDS,
         "mib": {l: sizes[l] / 2**20 for l in LOSSES}, "rate": RATE, "delay_one_way": DELAY,
         "losses_pct": LOSSES, "tcp_cc": TCP_CC, "relay_rate_limit": RELAY_RATE,
-        "swarmsync": sh(BIN, "--version").strip(), "syncthing": sh("syncthing", "--version").split()[1],
+        "swarmsync": sh(BIN, "--version").strip() + ", binary of " + time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(BIN))), "syncthing": sh("syncthing", "--version").split()[1],
         "kernel": os.uname().release, "nproc": os.cpu_count(),
     }
     results, failures = {}, []
@@ -792,7 +828,9 @@ def main():
                         r["round"] = rnd + 1
                         log(f"  {r['wall']:.2f} s from start, after connect {r['after_connect'] or 0:.2f} s, "
                             f"{sizes[loss] / r['wall'] / 1e6:.2f} MB/s, carrier {r['carrier']}, "
-                            f"CPU {r['cpu_src']:.1f}+{r['cpu_dst']:.1f} s, TCP cc {r.get('tcp_cc')}")
+                            f"CPU {r['cpu_src']:.1f}+{r['cpu_dst']:.1f} s, TCP cc {r.get('tcp_cc')}, "
+                            + ", ".join(f"{k} {r[k]}" for k in ("b_udp_rcvbuf_errors", "a_tcp_retrans",
+                                                                 "r_tcp_retrans", "tbf_drops_to_b")))
                     except Exception as e:  # noqa: BLE001 - reported, fails the run
                         log(f"  FAILED: {e}")
                         failures.append(f"round {rnd + 1} loss {loss}% {case}: {e}")
