@@ -769,9 +769,9 @@ def main():
     global BIN
     if os.geteuid() != 0:
         sys.exit("bench/carriers.py needs root (network namespaces, tc, nftables)")
-    for tool in ("ip", "tc", "nft", "syncthing", "ss"):
+    for tool in ("ip", "tc", "nft", "iptables", "syncthing", "ss", "cc"):
         if not shutil.which(tool):
-            sys.exit(f"{tool} is missing (apt-get install iproute2 nftables syncthing)")
+            sys.exit(f"{tool} is missing (apt-get install iproute2 nftables iptables syncthing gcc)")
     if not os.path.exists(BIN):
         sys.exit(f"{BIN} is missing: cargo build --release -p cli")
     os.makedirs(OUT, exist_ok=True)
