@@ -83,13 +83,20 @@ fn peer_exchange_introduces_a_peer_known_only_to_a_neighbour() {
     let a_known = ["--secret", &secret, "--known-host", &b_addr];
     let a = Node::start_in(&ha, &a_dir, &[&OFF[..], &a_known[..]].concat());
 
+    // Either side may dial first: C hears of A from B as A hears of C. The
+    // channel that stays is the one with the smaller rank, so it is "pex" on
+    // the side that dialed it and "incoming" on the other.
+    let a_addr = a.addr();
     wait_until(
-        "A connected to C through peer exchange",
+        "A and C connected through peer exchange",
         &[&a, &b, &c],
         || {
             connected(&a)
                 .iter()
                 .any(|(addr, by)| addr == &c_addr && by == "pex")
+                || connected(&c)
+                    .iter()
+                    .any(|(addr, by)| addr == &a_addr && by == "pex")
         },
     );
     wait_same(&[&a, &b, &c]);
