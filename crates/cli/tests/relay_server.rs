@@ -8,102 +8,17 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use common::server::ServerProcess;
 
 use keys::PeerId;
 use relay_proto::{ClientMessage, ErrorCode, FolderTag, MessageReader, PREAMBLE, RelayMessage};
-
-/// One `swarmsync relay --listen 127.0.0.1:0 …`.
-struct RelayProcess {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl RelayProcess {
-    fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmsync"))
-            .args(["relay", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut addr = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            log.lock().unwrap().push_str(&line);
-            log.lock().unwrap().push('\n');
-            if let Some(a) = line.strip_prefix("relay listening on ") {
-                addr = Some(a.trim().parse().unwrap());
-                break;
-            }
-        }
-        let addr = addr.unwrap_or_else(|| panic!("no listening line: {}", log.lock().unwrap()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                if log.len() < 1 << 20 {
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
-        Self { child, addr, log }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    /// SIGTERM, and the exit status must be 0.
-    fn stop(mut self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "relay exited with {status}: {}",
-                    self.log.lock().unwrap()
-                );
-                return;
-            }
-            assert!(Instant::now() < deadline, "relay did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A blocking protocol client.
 struct Client {
@@ -196,7 +111,7 @@ fn garbage(seed: u32) -> Vec<u8> {
 
 #[test]
 fn garbage_never_kills_it_and_it_still_serves() {
-    let mut relay = RelayProcess::start(&[]);
+    let mut relay = ServerProcess::start("relay", &[], &[]);
     let rss_before = relay.rss_kib();
     for seed in 0..300u32 {
         let mut s = TcpStream::connect(relay.addr).unwrap();
@@ -247,7 +162,7 @@ fn garbage_never_kills_it_and_it_still_serves() {
 
 #[test]
 fn cap_flags_bite() {
-    let relay = RelayProcess::start(&["--max-controls", "5"]);
+    let relay = ServerProcess::start("relay", &["--max-controls", "5"], &[]);
     let mut kept = Vec::new();
     let mut answers = Vec::new();
     for i in 0..8u8 {

@@ -8,105 +8,19 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::server::ServerProcess;
 
 use tracker::tracker_proto::{
     AnnounceRequest, AnnounceResponse, Event, Family, InfoHash, PunchRequest, PunchResult, Request,
     Response, ScrapeRequest, ScrapeStats,
 };
-
-/// One `swarmsync tracker --listen 127.0.0.1:0`.
-struct TrackerProcess {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl TrackerProcess {
-    fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmsync"))
-            .args(["tracker", "--listen", "127.0.0.1:0"])
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut addr = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            log.lock().unwrap().push_str(&line);
-            log.lock().unwrap().push('\n');
-            if let Some(a) = line.strip_prefix("tracker listening on ") {
-                addr = Some(a.trim().parse().unwrap());
-                break;
-            }
-        }
-        let addr = addr.unwrap_or_else(|| panic!("no listening line: {}", log.lock().unwrap()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                // Bounded: the debug log of a long test is not needed whole.
-                if log.len() < 1 << 20 {
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
-        Self { child, addr, log }
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    /// SIGTERM, and the exit status must be 0.
-    fn stop(mut self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "tracker exited with {status}: {}",
-                    self.log.lock().unwrap()
-                );
-                return;
-            }
-            assert!(Instant::now() < deadline, "tracker did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for TrackerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A UDP tracker client on its own socket.
 struct Client {
@@ -216,7 +130,7 @@ fn localhost() -> Ipv4Addr {
 
 #[test]
 fn bep15_connect_announce_scrape_and_clean_stop() {
-    let tracker = TrackerProcess::start(&[]);
+    let tracker = ServerProcess::start("tracker", &[], &[]);
     let a = Client::bind(localhost(), tracker.addr).connect();
     let b = Client::bind(localhost(), tracker.addr).connect();
     let hash = [0x42; 20];
@@ -262,7 +176,7 @@ fn bep15_connect_announce_scrape_and_clean_stop() {
 
 #[test]
 fn address_extension_returns_the_socket_address() {
-    let tracker = TrackerProcess::start(&[]);
+    let tracker = ServerProcess::start("tracker", &[], &[]);
     let c = Client::bind(Ipv4Addr::new(127, 0, 0, 3), tracker.addr).connect();
     let resp = c.call(&Request::Address {
         connection_id: c.connection_id,
@@ -280,7 +194,7 @@ fn address_extension_returns_the_socket_address() {
 
 #[test]
 fn punch_notifies_the_target_and_refuses_unknown_targets() {
-    let tracker = TrackerProcess::start(&[]);
+    let tracker = ServerProcess::start("tracker", &[], &[]);
     let a = Client::bind(Ipv4Addr::new(127, 0, 0, 4), tracker.addr).connect();
     let b = Client::bind(Ipv4Addr::new(127, 0, 0, 5), tracker.addr).connect();
     let hash = [0x50; 20];
@@ -345,7 +259,7 @@ fn noise(state: &mut u64, out: &mut Vec<u8>, len: usize) {
 
 #[test]
 fn random_datagrams_do_not_hurt_and_get_no_answers() {
-    let mut tracker = TrackerProcess::start(&[]);
+    let mut tracker = ServerProcess::start("tracker", &[], &[]);
     let valid = Client::bind(Ipv4Addr::new(127, 0, 0, 6), tracker.addr).connect();
     let attacker = Client::bind(Ipv4Addr::new(127, 0, 0, 7), tracker.addr).connect();
     let mut state = 0x5eed_1234_u64;
@@ -390,7 +304,7 @@ fn random_datagrams_do_not_hurt_and_get_no_answers() {
 
 #[test]
 fn spoofed_connection_ids_have_no_effect() {
-    let tracker = TrackerProcess::start(&[]);
+    let tracker = ServerProcess::start("tracker", &[], &[]);
     let owner = Client::bind(Ipv4Addr::new(127, 0, 0, 10), tracker.addr).connect();
     let mut thief = Client::bind(Ipv4Addr::new(127, 0, 0, 11), tracker.addr);
     let hash = [0x70; 20];
@@ -418,11 +332,15 @@ fn spoofed_connection_ids_have_no_effect() {
 
 #[test]
 fn a_flood_from_many_addresses_stays_within_the_caps() {
-    let mut tracker = TrackerProcess::start(&[
-        ("SWARMSYNC_TRACKER_MAX_SWARMS", "40"),
-        ("SWARMSYNC_TRACKER_MAX_PEERS_PER_SWARM", "25"),
-        ("SWARMSYNC_TRACKER_MAX_PEERS", "300"),
-    ]);
+    let mut tracker = ServerProcess::start(
+        "tracker",
+        &[],
+        &[
+            ("SWARMSYNC_TRACKER_MAX_SWARMS", "40"),
+            ("SWARMSYNC_TRACKER_MAX_PEERS_PER_SWARM", "25"),
+            ("SWARMSYNC_TRACKER_MAX_PEERS", "300"),
+        ],
+    );
     let rss_before = tracker.rss_kib();
     // A member of the hot swarm from before the flood.
     let hot = [0xee; 20];
@@ -508,7 +426,7 @@ fn libtorrent_announces_to_our_tracker() {
         eprintln!("skipped: python3 with libtorrent (apt python3-libtorrent) not found");
         return;
     };
-    let tracker = TrackerProcess::start(&[]);
+    let tracker = ServerProcess::start("tracker", &[], &[]);
     let hash_hex = "5357".repeat(10);
     // Loopback only: no DHT, LSD, UPnP or NAT-PMP.
     let script = format!(

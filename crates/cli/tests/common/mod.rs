@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod netns;
+pub mod server;
 
 /// How long a test waits for peers to agree before it fails (a bound, not a
 /// measurement).
