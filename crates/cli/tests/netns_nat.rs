@@ -13,9 +13,10 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 use std::process::{Child, Stdio};
 
-use common::netns::{self, Internet};
+use common::netns::{self, Host, Internet};
 use common::{Node, bin, noise, printed_secret, wait_same, wait_until};
 use daemon::status::FolderStatus;
 
@@ -49,7 +50,23 @@ fn peers(node: &Node) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
+/// A server started with [`serve`], killed on drop.
 struct Killed(Child);
+
+/// `swarmsync ARGS` inside `host`, logging (at debug) to `log`.
+fn serve(host: &Host, args: &[&str], log: &Path) -> Killed {
+    let out = fs::File::create(log).unwrap();
+    Killed(
+        host.command(bin())
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    )
+}
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -70,29 +87,16 @@ fn peers_behind_two_nats_punch_through_with_the_trackers_help() {
     let (ha, _gw_a) = net.add_nat_site("a");
     let (hb, _gw_b) = net.add_nat_site("b");
     let tmp = tempfile::tempdir().unwrap();
-    let log = fs::File::create(tmp.path().join("tracker.log")).unwrap();
-    let _tracker = Killed(
-        tracker_host
-            .command(bin())
-            .args(["tracker", "--listen", &format!("0.0.0.0:{TRACKER_PORT}")])
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let _tracker = serve(
+        &tracker_host,
+        &["tracker", "--listen", &format!("0.0.0.0:{TRACKER_PORT}")],
+        &tmp.path().join("tracker.log"),
     );
     // A relay is there too, as a last resort that must not be needed.
-    let relay_log = fs::File::create(tmp.path().join("relay.log")).unwrap();
-    let _relay = Killed(
-        relay_host
-            .command(bin())
-            .args(["relay", "--listen", "0.0.0.0:22067"])
-            .stdin(Stdio::null())
-            .stdout(relay_log.try_clone().unwrap())
-            .stderr(relay_log)
-            .spawn()
-            .unwrap(),
+    let _relay = serve(
+        &relay_host,
+        &["relay", "--listen", "0.0.0.0:22067"],
+        &tmp.path().join("relay.log"),
     );
     let relay_at = format!("{}:22067", relay_host.addr);
     let at = format!("{}:{TRACKER_PORT}", tracker_host.addr);
@@ -162,18 +166,11 @@ fn with_udp_blocked_behind_both_nats_peers_meet_through_the_relay() {
         .unwrap();
     }
     let tmp = tempfile::tempdir().unwrap();
-    let log = fs::File::create(tmp.path().join("relay.log")).unwrap();
     let relay_at = format!("{}:22067", relay_host.addr);
-    let _relay = Killed(
-        relay_host
-            .command(bin())
-            .args(["relay", "--listen", "0.0.0.0:22067"])
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let _relay = serve(
+        &relay_host,
+        &["relay", "--listen", "0.0.0.0:22067"],
+        &tmp.path().join("relay.log"),
     );
     // The relay is the only way they can learn of each other, too.
     let only_relay = [
@@ -225,17 +222,11 @@ fn peers_move_off_the_relay_once_a_direct_path_works() {
     fs::write(&rules, block).unwrap();
     net.router_exec("nft", &["-f", rules.to_str().unwrap()])
         .unwrap();
-    let log = fs::File::create(tmp.path().join("relay.log")).unwrap();
     let relay_at = format!("{}:22067", relay_host.addr);
-    let _relay = Killed(
-        relay_host
-            .command(bin())
-            .args(["relay", "--listen", "0.0.0.0:22067"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+    let _relay = serve(
+        &relay_host,
+        &["relay", "--listen", "0.0.0.0:22067"],
+        &tmp.path().join("relay.log"),
     );
     let off = [
         "--no-lan",
