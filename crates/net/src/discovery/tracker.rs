@@ -39,6 +39,9 @@ pub const TRACKER_SOURCE: &str = "tracker";
 pub const PUNCH_SOURCE: &str = "punch";
 /// One punch per listed address at most this often.
 const PUNCH_EVERY: Duration = Duration::from_secs(30);
+/// Sockets on the shared port, one per tracker address; past this, the
+/// ephemeral fallback.
+const MAX_TRACKER_SOCKETS: usize = 64;
 /// Listed addresses remembered for punching, over all folders and trackers.
 const MAX_LISTED: usize = 4096;
 
@@ -288,8 +291,16 @@ impl Client {
         let Some(port) = self.udp_port else {
             return self.fallback_for(to);
         };
-        if let Some(socket) = lock(&self.per_tracker).get(&to) {
-            return Some(Arc::clone(socket));
+        {
+            let sockets = lock(&self.per_tracker);
+            if let Some(socket) = sockets.get(&to) {
+                return Some(Arc::clone(socket));
+            }
+            // A tracker name that resolves to ever new addresses must not
+            // cost a socket and a task each.
+            if sockets.len() >= MAX_TRACKER_SOCKETS {
+                return self.fallback_for(to);
+            }
         }
         match shared_port_socket(port, to) {
             Ok(socket) => {
