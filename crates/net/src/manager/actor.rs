@@ -1,7 +1,7 @@
 //! The manager's task: the only owner of its state.
 
 use std::collections::{HashMap, HashSet};
-use std::future::pending;
+use std::future::{Future, pending};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +11,7 @@ use channel::{ChannelConfig, ChannelError, FolderCredentials, SecureStream};
 use keys::{Access, FolderId, PeerId};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -229,24 +229,22 @@ pub(super) async fn run(
     }
     let sem = Arc::new(Semaphore::new(actor.config.max_handshakes.max(1)));
     let hs_timeout = actor.config.handshake_timeout;
+    let acceptor = Acceptor {
+        results: internal,
+        handshaking,
+        timeout: hs_timeout,
+    };
     if let Some(endpoint) = quic {
         actor.tasks.spawn(listen_quic(
             endpoint,
             serving_rx.clone(),
-            internal.clone(),
             Arc::clone(&sem),
-            Arc::clone(&handshaking),
-            hs_timeout,
+            acceptor.clone(),
         ));
     }
-    actor.tasks.spawn(listen(
-        listener,
-        serving_rx,
-        internal,
-        sem,
-        handshaking,
-        hs_timeout,
-    ));
+    actor
+        .tasks
+        .spawn(listen(listener, serving_rx, sem, acceptor));
     for folder in folders {
         actor.add_folder(folder);
     }
@@ -325,15 +323,57 @@ pub(super) async fn run(
 /// is given back.
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Accepts connections and runs the serving handshake on each, at most
+/// What both listeners share: where results go, the count `status` shows,
+/// and the handshake bound.
+#[derive(Clone)]
+struct Acceptor {
+    results: mpsc::UnboundedSender<Internal>,
+    handshaking: Arc<AtomicUsize>,
+    timeout: Duration,
+}
+
+impl Acceptor {
+    /// Runs the serving handshake on the carrier `carrier` yields (`None`:
+    /// it never became one) and reports it, holding `permit` until then.
+    fn handshake(
+        &self,
+        handshakes: &mut JoinSet<()>,
+        permit: OwnedSemaphorePermit,
+        config: ChannelConfig,
+        remote: SocketAddr,
+        carrier: impl Future<Output = Option<Carrier>> + Send + 'static,
+    ) {
+        let this = self.clone();
+        this.handshaking.fetch_add(1, Ordering::SeqCst);
+        handshakes.spawn(async move {
+            let result = match carrier.await {
+                Some(carrier) => match tokio::time::timeout(
+                    this.timeout + DIAL_SLACK,
+                    channel::establish(carrier, &config),
+                )
+                .await
+                {
+                    Ok(r) => r.map(Box::new),
+                    Err(_) => Err(ChannelError::Timeout),
+                },
+                None => Err(ChannelError::Timeout),
+            };
+            // Report first, then count down: a status never shows "no
+            // handshake" while a result is still on its way.
+            let _ = this.results.send(Internal::Accepted { remote, result });
+            this.handshaking.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+        });
+    }
+}
+
+/// Accepts TCP connections and runs the serving handshake on each, at most
 /// `sem` at once; a connection arriving before any folder is served is closed.
 async fn listen(
     listener: TcpListener,
     serving: watch::Receiver<Option<ChannelConfig>>,
-    results: mpsc::UnboundedSender<Internal>,
     sem: Arc<Semaphore>,
-    handshaking: Arc<AtomicUsize>,
-    timeout: Duration,
+    acceptor: Acceptor,
 ) {
     let mut handshakes = JoinSet::new();
     loop {
@@ -359,33 +399,17 @@ async fn listen(
         if let Err(e) = tcp::tune(&stream) {
             tracing::debug!(%remote, error = %e, "cannot tune accepted socket");
         }
-        let results = results.clone();
-        let handshaking = Arc::clone(&handshaking);
-        handshaking.fetch_add(1, Ordering::SeqCst);
-        handshakes.spawn(async move {
-            // A dialer speaks first, at once; a connection that stays silent
-            // gives its handshake slot back quickly, so idle connections cannot
-            // keep real peers out.
+        // A dialer speaks first, at once; a connection that stays silent
+        // gives its handshake slot back quickly, so idle connections cannot
+        // keep real peers out.
+        let spoke = async move {
             let mut first = [0u8; 1];
-            let spoke = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await;
-            let result = match spoke {
-                Ok(Ok(n)) if n > 0 => match tokio::time::timeout(
-                    timeout + DIAL_SLACK,
-                    channel::establish(Carrier::Tcp(stream), &config),
-                )
-                .await
-                {
-                    Ok(r) => r.map(Box::new),
-                    Err(_) => Err(ChannelError::Timeout),
-                },
-                _ => Err(ChannelError::Timeout),
-            };
-            // Report first, then count down: a status never shows "no
-            // handshake" while a result is still on its way.
-            let _ = results.send(Internal::Accepted { remote, result });
-            handshaking.fetch_sub(1, Ordering::SeqCst);
-            drop(permit);
-        });
+            match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => Some(Carrier::Tcp(stream)),
+                _ => None,
+            }
+        };
+        acceptor.handshake(&mut handshakes, permit, config, remote, spoke);
     }
 }
 
@@ -394,10 +418,8 @@ async fn listen(
 async fn listen_quic(
     endpoint: quinn::Endpoint,
     serving: watch::Receiver<Option<ChannelConfig>>,
-    results: mpsc::UnboundedSender<Internal>,
     sem: Arc<Semaphore>,
-    handshaking: Arc<AtomicUsize>,
-    timeout: Duration,
+    acceptor: Acceptor,
 ) {
     let mut handshakes = JoinSet::new();
     loop {
@@ -417,26 +439,13 @@ async fn listen_quic(
             incoming.refuse();
             continue;
         };
-        let results = results.clone();
-        let handshaking = Arc::clone(&handshaking);
-        handshaking.fetch_add(1, Ordering::SeqCst);
-        handshakes.spawn(async move {
-            let result = match crate::quic::accept(incoming, FIRST_BYTE_TIMEOUT).await {
-                Ok(stream) => match tokio::time::timeout(
-                    timeout + DIAL_SLACK,
-                    channel::establish(Carrier::Quic(stream), &config),
-                )
+        let stream = async move {
+            crate::quic::accept(incoming, FIRST_BYTE_TIMEOUT)
                 .await
-                {
-                    Ok(r) => r.map(Box::new),
-                    Err(_) => Err(ChannelError::Timeout),
-                },
-                Err(_) => Err(ChannelError::Timeout),
-            };
-            let _ = results.send(Internal::Accepted { remote, result });
-            handshaking.fetch_sub(1, Ordering::SeqCst);
-            drop(permit);
-        });
+                .ok()
+                .map(Carrier::Quic)
+        };
+        acceptor.handshake(&mut handshakes, permit, config, remote, stream);
     }
 }
 
