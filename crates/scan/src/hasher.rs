@@ -54,23 +54,45 @@ pub(crate) struct Settings {
     pub(crate) hook: Option<Hook>,
 }
 
-/// Worker loop: takes jobs until the channel closes.
-pub(crate) fn work(jobs: &Mutex<Receiver<Job>>, done: &Sender<Done>, settings: &Settings) {
+/// Files handed to a worker at once: one channel crossing (and one wake-up of a
+/// sleeping thread) per batch instead of per file, which dominated small files.
+pub(crate) type Batch = Vec<Job>;
+
+/// At most this many files in one batch.
+pub(crate) const BATCH_FILES: usize = 64;
+/// A batch is sent once its files add up to this many bytes; a file this large
+/// goes alone, so small files are not held up behind it.
+pub(crate) const BATCH_BYTES: u64 = 512 * 1024;
+
+/// Worker loop: takes batches until the channel closes and answers each with one
+/// message of results, in the batch's order.
+pub(crate) fn work(jobs: &Mutex<Receiver<Batch>>, done: &Sender<Vec<Done>>, settings: &Settings) {
     // Chunk window, reused for every file this worker hashes.
     let mut buf = Vec::new();
     loop {
-        let job = match jobs.lock() {
+        let batch = match jobs.lock() {
             Ok(rx) => match rx.recv() {
-                Ok(job) => job,
+                Ok(batch) => batch,
                 Err(_) => return,
             },
             Err(_) => return,
         };
-        let outcome = hash_file(&job, settings, &mut buf);
-        if done.send(Done { job, outcome }).is_err() {
+        if done.send(hash_batch(batch, settings, &mut buf)).is_err() {
             return;
         }
     }
+}
+
+/// Hashes every file of `batch`; one file's failure is its own outcome and does
+/// not stop the others.
+pub(crate) fn hash_batch(batch: Batch, settings: &Settings, buf: &mut Vec<u8>) -> Vec<Done> {
+    batch
+        .into_iter()
+        .map(|job| {
+            let outcome = hash_file(&job, settings, buf);
+            Done { job, outcome }
+        })
+        .collect()
 }
 
 fn lstat(path: &std::path::Path) -> Option<(Stat, bool)> {

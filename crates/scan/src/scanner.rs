@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use index::{Entry, Index, LocalStat, RowId, Update, Writer};
 use record::{FileKind, FileRecord, MAX_BLOCKS, RelPath, SignedRecord};
 
-use crate::hasher::{self, Done, Job, Outcome, Settings};
+use crate::hasher::{self, BATCH_BYTES, BATCH_FILES, Batch, Done, Job, Outcome, Settings};
 use crate::rules::IgnoreRules;
 use crate::summary::{ScanSummary, SkipReason};
 use crate::walk::{self, Found, FoundKind, Stat, Walked};
@@ -116,8 +116,11 @@ fn scan_scope(
     };
     std::thread::scope(|s| -> Result<(), ScanError> {
         let (walk_tx, walk_rx) = mpsc::sync_channel::<Vec<Walked>>(WALK_QUEUE);
-        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
-        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        // One batch queued per thread besides the one each is hashing: at most
+        // `2 × threads` batches of at most `BATCH_FILES` files (or one big file)
+        // are in flight, plus their results.
+        let (job_tx, job_rx) = mpsc::sync_channel::<Batch>(threads);
+        let (done_tx, done_rx) = mpsc::channel::<Vec<Done>>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let rules_w = rules.clone();
         let scope_w = scope.cloned();
@@ -140,6 +143,17 @@ fn scan_scope(
     Ok(run.summary)
 }
 
+/// The job side of the pipeline: batches sent to the hashers, and the batch
+/// being filled.
+struct Queue<'a> {
+    jobs: mpsc::SyncSender<Batch>,
+    done: &'a mpsc::Receiver<Vec<Done>>,
+    /// Batches sent whose results have not come back.
+    in_flight: usize,
+    pending: Batch,
+    pending_bytes: u64,
+}
+
 struct Run<'o> {
     opts: &'o ScanOptions,
     summary: ScanSummary,
@@ -153,37 +167,29 @@ impl Run<'_> {
         &mut self,
         index: &mut Index,
         walked: &mpsc::Receiver<Vec<Walked>>,
-        jobs: mpsc::SyncSender<Job>,
-        done: &mpsc::Receiver<Done>,
+        jobs: mpsc::SyncSender<Batch>,
+        done: &mpsc::Receiver<Vec<Done>>,
     ) -> Result<(), ScanError> {
         let mut w = index.write()?;
-        let mut in_flight = 0usize;
-        for item in walked.iter().flatten() {
-            if let Some(mut job) = self.on_walked(&mut w, item)? {
-                loop {
-                    match jobs.try_send(job) {
-                        Ok(()) => {
-                            in_flight += 1;
-                            break;
-                        }
-                        Err(TrySendError::Full(j)) => {
-                            // Workers are busy: commit a result while we wait.
-                            job = j;
-                            let d = done
-                                .recv()
-                                .map_err(|_| ScanError::Thread("hasher stopped"))?;
-                            in_flight -= 1;
-                            self.on_done(&mut w, d)?;
-                        }
-                        Err(TrySendError::Disconnected(_)) => {
-                            return Err(ScanError::Thread("hasher stopped"));
-                        }
-                    }
+        let mut q = Queue {
+            jobs,
+            done,
+            in_flight: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
+        };
+        for chunk in walked.iter() {
+            for item in chunk {
+                if let Some(job) = self.on_walked(&mut w, item)? {
+                    self.queue(&mut w, &mut q, job)?;
                 }
             }
-            while let Ok(d) = done.try_recv() {
-                in_flight -= 1;
-                self.on_done(&mut w, d)?;
+            // End of a walked chunk: hand over what is pending rather than keep
+            // the hashers idle while the walker lists the next directory.
+            self.flush(&mut w, &mut q)?;
+            while let Ok(d) = q.done.try_recv() {
+                q.in_flight -= 1;
+                self.on_results(&mut w, d)?;
             }
             if self.ops >= self.opts.batch {
                 w.commit()?;
@@ -191,15 +197,82 @@ impl Run<'_> {
                 self.ops = 0;
             }
         }
+        let Queue {
+            jobs,
+            done,
+            mut in_flight,
+            ..
+        } = q;
         drop(jobs);
         while in_flight > 0 {
             let d = done
                 .recv()
                 .map_err(|_| ScanError::Thread("hasher stopped"))?;
             in_flight -= 1;
-            self.on_done(&mut w, d)?;
+            self.on_results(&mut w, d)?;
         }
         w.commit()?;
+        Ok(())
+    }
+
+    /// Adds `job` to the pending batch, sending the batch when it is full. A big
+    /// file goes in a batch of its own.
+    fn queue(&mut self, w: &mut Writer<'_>, q: &mut Queue<'_>, job: Job) -> Result<(), ScanError> {
+        if job.stat.size >= BATCH_BYTES {
+            self.flush(w, q)?;
+            return self.send(w, q, vec![job]);
+        }
+        q.pending_bytes += job.stat.size;
+        q.pending.push(job);
+        if q.pending.len() >= BATCH_FILES || q.pending_bytes >= BATCH_BYTES {
+            self.flush(w, q)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, w: &mut Writer<'_>, q: &mut Queue<'_>) -> Result<(), ScanError> {
+        if q.pending.is_empty() {
+            return Ok(());
+        }
+        q.pending_bytes = 0;
+        let batch = std::mem::take(&mut q.pending);
+        self.send(w, q, batch)
+    }
+
+    fn send(
+        &mut self,
+        w: &mut Writer<'_>,
+        q: &mut Queue<'_>,
+        batch: Batch,
+    ) -> Result<(), ScanError> {
+        let mut batch = batch;
+        loop {
+            match q.jobs.try_send(batch) {
+                Ok(()) => {
+                    q.in_flight += 1;
+                    return Ok(());
+                }
+                Err(TrySendError::Full(b)) => {
+                    // Workers are busy: commit results while we wait.
+                    batch = b;
+                    let d = q
+                        .done
+                        .recv()
+                        .map_err(|_| ScanError::Thread("hasher stopped"))?;
+                    q.in_flight -= 1;
+                    self.on_results(w, d)?;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(ScanError::Thread("hasher stopped"));
+                }
+            }
+        }
+    }
+
+    fn on_results(&mut self, w: &mut Writer<'_>, results: Vec<Done>) -> Result<(), ScanError> {
+        for d in results {
+            self.on_done(w, d)?;
+        }
         Ok(())
     }
 

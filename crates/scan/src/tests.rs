@@ -617,3 +617,56 @@ fn walker_stops_when_the_scan_hangs_up() {
     drop(rx);
     walker.join().unwrap();
 }
+
+#[test]
+fn one_batch_with_a_rewrite_a_vanished_an_unreadable_and_empty_files() {
+    use crate::hasher::BATCH_FILES;
+    let mut f = Folder::new();
+    // Small files in one directory: they go to the hashers in shared batches.
+    let n = BATCH_FILES + 10;
+    for i in 0..n {
+        let len = if i % 7 == 0 { 0 } else { 1500 + i };
+        f.write(&format!("b/{i:03}"), &data(len, i as u8));
+    }
+    let root = f.root.clone();
+    let rewritten = data(2500, 99);
+    let rw2 = rewritten.clone();
+    let mut o = opts();
+    // While "b/001" is hashed, its batch-mates change: "b/002" is rewritten
+    // mid-read (retried), "b/003" vanishes, "b/004" becomes a symlink loop (its
+    // open fails), before the worker gets to them.
+    o.hook = Some(Arc::new(move |rel: &RelPath, attempt, _| {
+        match (rel.as_str(), attempt) {
+            ("b/001", 0) => {
+                fs::remove_file(root.join("b/003")).ok();
+                fs::remove_file(root.join("b/004")).ok();
+                std::os::unix::fs::symlink("004", root.join("b/004")).ok();
+            }
+            ("b/002", 0) => fs::write(root.join("b/002"), &rw2).unwrap(),
+            _ => {}
+        }
+    }));
+    let s = f.scan_with(&o);
+    assert!(s.retries >= 1, "{s}");
+    assert_eq!(s.skipped_total, 1, "{s}");
+    assert_eq!(s.skipped[0].path, "b/004");
+    assert!(
+        matches!(s.skipped[0].reason, SkipReason::Unreadable(_)),
+        "{s}"
+    );
+    assert!(f.get("b/003").is_none());
+    assert!(f.get("b/004").is_none());
+    assert_eq!(
+        f.get("b/002").unwrap().record.hash,
+        *blake3::hash(&rewritten).as_bytes()
+    );
+    // Every other file, after the failures in the middle of the batch, is there.
+    for i in (0..n).filter(|i| ![2, 3, 4].contains(i)) {
+        let e = f.get(&format!("b/{i:03}")).unwrap();
+        let len = if i % 7 == 0 { 0 } else { 1500 + i };
+        assert_eq!(e.record.hash, *blake3::hash(&data(len, i as u8)).as_bytes());
+        assert_eq!(e.record.version, vv(1));
+        assert!(e.signed.is_some());
+    }
+    assert_eq!(s.added as usize, 1 + n - 2, "{s}");
+}
