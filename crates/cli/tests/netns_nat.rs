@@ -1,7 +1,9 @@
 //! Peers behind NATs: two home networks, each behind its own masquerading
 //! gateway (endpoint-independent mapping, conntrack filtering), and a tracker
 //! on the internet between them. Neither peer can be dialed; the tracker
-//! introduces them and they punch a hole for the UDP carrier. Skipped
+//! introduces them and they punch a hole for the UDP carrier; behind
+//! symmetric NATs (a random port per flow) punching fails and the relay
+//! carries the channel. Skipped
 //! (passing, with a message) when not root or without `ip` or `nft`.
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +18,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Child, Stdio};
 
-use common::netns::{self, Host, Internet};
+use common::netns::{self, Host, Internet, Mapping};
 use common::{Node, bin, noise, printed_secret, wait_same, wait_until};
 use daemon::status::FolderStatus;
 
@@ -199,6 +201,69 @@ fn with_udp_blocked_behind_both_nats_peers_meet_through_the_relay() {
     wait_until("both on the relay", &[&a, &b], || {
         carriers(&a) == ["relay"] && carriers(&b) == ["relay"]
     });
+}
+
+#[test]
+fn behind_two_symmetric_nats_punching_fails_and_the_relay_carries() {
+    let test = "behind_two_symmetric_nats_punching_fails_and_the_relay_carries";
+    if skip(test) {
+        return;
+    }
+    let mut net = Internet::create("symm");
+    let tracker_host = net.add_host("t");
+    let relay_host = net.add_host("r");
+    let (ha, _gw_a) = net.add_nat_site_mapped("a", Mapping::Symmetric);
+    let (hb, _gw_b) = net.add_nat_site_mapped("b", Mapping::Symmetric);
+    let tmp = tempfile::tempdir().unwrap();
+    let _tracker = serve(
+        &tracker_host,
+        &["tracker", "--listen", &format!("0.0.0.0:{TRACKER_PORT}")],
+        &tmp.path().join("tracker.log"),
+    );
+    let _relay = serve(
+        &relay_host,
+        &["relay", "--listen", "0.0.0.0:22067"],
+        &tmp.path().join("relay.log"),
+    );
+    let (tracker_at, relay_at) = (
+        format!("{}:{TRACKER_PORT}", tracker_host.addr),
+        format!("{}:22067", relay_host.addr),
+    );
+    let args = [
+        "--no-lan",
+        "--no-dht",
+        "--no-pex",
+        "--no-upnp",
+        "--tracker",
+        &tracker_at,
+        "--relay",
+        &relay_at,
+    ];
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    fs::create_dir_all(a_dir.join("sub")).unwrap();
+    fs::write(a_dir.join("sub/big.bin"), noise(2 << 20, 11)).unwrap();
+    let a = Node::start_in(&ha, &a_dir, &args);
+    let secret = printed_secret(&a);
+    let b = Node::start_in(&hb, &b_dir, &[&args[..], &["--secret", &secret]].concat());
+    wait_same(&[&a, &b]);
+    b.write("from-b.txt", b"through the relay, both ways");
+    wait_same(&[&a, &b]);
+    let carriers =
+        |node: &Node| -> Vec<String> { peers(node).into_iter().map(|(_, _, c)| c).collect() };
+    wait_until("both on the relay", &[&a, &b], || {
+        carriers(&a) == ["relay"] && carriers(&b) == ["relay"]
+    });
+    // The tracker introduced them and they tried to punch first: the relay was
+    // the last resort, not the first choice.
+    let punched = [&a, &b]
+        .iter()
+        .any(|n| n.plain_log().contains("tracker introduced us; punching"));
+    assert!(
+        punched,
+        "no punch was tried:\n{}\n{}",
+        a.plain_log(),
+        b.plain_log()
+    );
 }
 
 #[test]

@@ -103,6 +103,16 @@ impl Host {
     }
 }
 
+/// How a NAT gateway picks the public port of an outgoing flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mapping {
+    /// Keeps the inside port when it can, the same for every destination (a
+    /// "full cone" / endpoint-independent mapping: hole punching works).
+    EndpointIndependent,
+    /// A new random port per destination (symmetric NAT: punching fails).
+    Symmetric,
+}
+
 /// A router namespace and the hosts behind it; all deleted on drop.
 #[derive(Debug)]
 pub struct Internet {
@@ -177,6 +187,11 @@ impl Internet {
     /// that would take the port a later outbound flow needs. Returns the inner host; its public address is the
     /// gateway's.
     pub fn add_nat_site(&mut self, name: &str) -> (Host, Host) {
+        self.add_nat_site_mapped(name, Mapping::EndpointIndependent)
+    }
+
+    /// [`Internet::add_nat_site`] with the gateway's port `mapping` chosen.
+    pub fn add_nat_site_mapped(&mut self, name: &str, mapping: Mapping) -> (Host, Host) {
         let gateway = self.add_host(&format!("{name}-gw"));
         let k = gateway.addr.octets()[2];
         let inner = Host {
@@ -186,12 +201,12 @@ impl Internet {
         };
         let _ = ip(&["netns", "del", &inner.ns]);
         self.hosts.push(inner.clone());
-        self.nat(&gateway, &inner)
+        self.nat(&gateway, &inner, mapping)
             .unwrap_or_else(|e| panic!("setting up the NAT site {name} failed: {e}"));
         (inner, gateway)
     }
 
-    fn nat(&self, gateway: &Host, inner: &Host) -> Result<(), String> {
+    fn nat(&self, gateway: &Host, inner: &Host, mapping: Mapping) -> Result<(), String> {
         ip(&["netns", "add", &inner.ns])?;
         ip(&[
             "link",
@@ -238,9 +253,17 @@ impl Internet {
             &inner.gateway.to_string(),
         ])?;
         gateway.exec("sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
-        let rules = "table ip nat {\n chain postrouting {\n  type nat hook postrouting priority 100;\n  oifname \"eth0\" masquerade\n }\n}\n\
-                     table inet filter {\n chain forward {\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  iifname \"lan0\" oifname \"eth0\" accept\n }\n \
-                     chain input {\n  type filter hook input priority 0; policy drop;\n  ct state established,related accept\n  iifname \"lo\" accept\n  iifname \"lan0\" accept\n }\n}\n";
+        let masquerade = match mapping {
+            Mapping::EndpointIndependent => "masquerade",
+            // A fresh random public port for every new flow (5-tuple): what the
+            // tracker saw is not what a peer would see, so punching cannot work.
+            Mapping::Symmetric => "masquerade fully-random",
+        };
+        let rules = format!(
+            "table ip nat {{\n chain postrouting {{\n  type nat hook postrouting priority 100;\n  oifname \"eth0\" {masquerade}\n }}\n}}\n\
+                     table inet filter {{\n chain forward {{\n  type filter hook forward priority 0; policy drop;\n  ct state established,related accept\n  iifname \"lan0\" oifname \"eth0\" accept\n }}\n \
+                     chain input {{\n  type filter hook input priority 0; policy drop;\n  ct state established,related accept\n  iifname \"lo\" accept\n  iifname \"lan0\" accept\n }}\n}}\n"
+        );
         let mut nft = gateway.command("nft");
         nft.args(["-f", "-"]).stdin(std::process::Stdio::piped());
         let mut child = nft.spawn().map_err(|e| format!("nft: {e}"))?;
