@@ -69,6 +69,63 @@ pub struct Update {
     pub local: Option<LocalStat>,
 }
 
+/// An [`Update`] that has been checked (the record follows every record rule; a
+/// signed body encodes exactly that record) and whose columns are encoded: what
+/// [`Writer::put_checked`] stores with no further work. Made by
+/// [`Update::check`], on any thread, so that a scan does this work on its
+/// hashing threads instead of the one thread that writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedUpdate {
+    update: Update,
+    version: Vec<u8>,
+    blocks: Vec<u8>,
+}
+
+impl Update {
+    /// Checks the record and its signed body (see [`Writer::put`]) and encodes the
+    /// columns, ready for [`Writer::put_checked`].
+    pub fn check(self) -> Result<CheckedUpdate, IndexError> {
+        self.record.validate()?;
+        if let Some(s) = &self.signed
+            && FileRecord::decode(s.body())? != self.record
+        {
+            return Err(IndexError::Record(record::RecordError::BadValue {
+                field: "signed body",
+                reason: "does not encode the record stored with it",
+            }));
+        }
+        let r = &self.record;
+        let version: Vec<u8> = r
+            .version
+            .entries()
+            .iter()
+            .flat_map(|&(p, c)| p.0.to_be_bytes().into_iter().chain(c.to_be_bytes()))
+            .collect();
+        let blocks: Vec<u8> = r
+            .blocks
+            .iter()
+            .flat_map(|b| b.size.to_be_bytes().into_iter().chain(b.hash))
+            .collect();
+        Ok(CheckedUpdate {
+            update: self,
+            version,
+            blocks,
+        })
+    }
+}
+
+impl CheckedUpdate {
+    /// The record to be stored.
+    pub const fn record(&self) -> &FileRecord {
+        &self.update.record
+    }
+
+    /// The update, as given to [`Update::check`].
+    pub fn into_update(self) -> Update {
+        self.update
+    }
+}
+
 const COLS: &str = "path, kind, target, size, mtime_secs, mtime_nanos, mode, version, deleted, \
                     blocks, hash, sequence, body, signature, local_only, disk_size, \
                     disk_mtime_secs, disk_mtime_nanos, disk_inode";
@@ -209,50 +266,48 @@ impl Writer<'_> {
 
     /// Stores `update.record`, replacing the record at its path, under a new sequence
     /// number (returned). Re-indexes the file's local block locations.
+    ///
+    /// The record must follow the record rules and a signed form must encode it
+    /// ([`Update::check`]); otherwise nothing is written.
     pub fn put(&mut self, update: Update) -> Result<u64, IndexError> {
-        self.put_row(update).map(|(seq, _)| seq)
+        self.put_row(update.check()?).map(|(seq, _)| seq)
     }
 
     /// [`put`](Self::put), and marks the path seen by the running scan.
     pub fn put_seen(&mut self, update: Update) -> Result<u64, IndexError> {
+        self.put_seen_checked(update.check()?)
+    }
+
+    /// [`put`](Self::put) of an update checked beforehand.
+    pub fn put_checked(&mut self, update: CheckedUpdate) -> Result<u64, IndexError> {
+        self.put_row(update).map(|(seq, _)| seq)
+    }
+
+    /// [`put_seen`](Self::put_seen) of an update checked beforehand.
+    pub fn put_seen_checked(&mut self, update: CheckedUpdate) -> Result<u64, IndexError> {
         let (seq, id) = self.put_row(update)?;
         self.seen.insert(id);
         Ok(seq)
     }
 
-    fn put_row(&mut self, update: Update) -> Result<(u64, i64), IndexError> {
-        let Update {
-            record: r,
-            signed,
-            local_only,
-            local,
-        } = update;
-        r.validate()?;
-        if let Some(s) = &signed
-            && FileRecord::decode(s.body())? != r
-        {
-            return Err(IndexError::Record(record::RecordError::BadValue {
-                field: "signed body",
-                reason: "does not encode the record stored with it",
-            }));
-        }
+    fn put_row(&mut self, checked: CheckedUpdate) -> Result<(u64, i64), IndexError> {
+        let CheckedUpdate {
+            update:
+                Update {
+                    record: r,
+                    signed,
+                    local_only,
+                    local,
+                },
+            version,
+            blocks,
+        } = checked;
         let seq = self.next + 1;
         let (target, kind) = match &r.kind {
             FileKind::File => (None, 0),
             FileKind::Directory => (None, 1),
             FileKind::Symlink { target } => (Some(target.as_str()), 2),
         };
-        let version: Vec<u8> = r
-            .version
-            .entries()
-            .iter()
-            .flat_map(|&(p, c)| p.0.to_be_bytes().into_iter().chain(c.to_be_bytes()))
-            .collect();
-        let blocks: Vec<u8> = r
-            .blocks
-            .iter()
-            .flat_map(|b| b.size.to_be_bytes().into_iter().chain(b.hash))
-            .collect();
         let (body, sig) = match &signed {
             Some(s) => (Some(s.body()), Some(&s.signature().0[..])),
             None => (None, None),

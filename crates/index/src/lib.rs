@@ -50,7 +50,9 @@ mod seen;
 
 pub use db::Index;
 pub use error::IndexError;
-pub use files::{DEFAULT_BATCH, Entry, LocalStat, StoredState, Stream, Update, Writer};
+pub use files::{
+    CheckedUpdate, DEFAULT_BATCH, Entry, LocalStat, StoredState, Stream, Update, Writer,
+};
 pub use peers::{BlockLocation, IndexId, PeerState, Summary};
 pub use schema::SCHEMA_VERSION;
 pub use seen::RowId;

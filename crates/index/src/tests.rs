@@ -472,3 +472,42 @@ fn seen_marks_by_row_survive_batches_and_writes() {
         .collect();
     assert_eq!(rest, tail);
 }
+
+#[test]
+fn checked_updates_store_the_same_as_put_and_are_checked_up_front() {
+    let rw = RwSecret::from_bytes([5; 20]);
+    let r = file("c.txt", &[(10, 2), (20, 3)]);
+    let signed = SignedRecord::sign(&r, &rw.signing_key()).unwrap();
+    let update = Update {
+        record: r.clone(),
+        signed: Some(signed.clone()),
+        local_only: false,
+        local: local(),
+    };
+    // Checked on one thread, written on another (as the scanner does).
+    let checked = std::thread::spawn(move || update.check().unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(checked.record(), &r);
+    let mut ix = Index::open_in_memory().unwrap();
+    let mut w = ix.write().unwrap();
+    let seq = w.put_checked(checked).unwrap();
+    w.commit().unwrap();
+    let e = ix.get(&r.path).unwrap().unwrap();
+    assert_eq!((e.sequence, &e.record, e.local), (seq, &r, local()));
+    assert_eq!(e.signed, Some(signed.clone()));
+    assert_eq!(ix.block_locations(&r.blocks[0].hash, 10).unwrap().len(), 1);
+    // A mismatched body or an invalid record never becomes a CheckedUpdate.
+    let mut other = r.clone();
+    other.mode = 0o600;
+    let bad = Update {
+        record: other,
+        signed: Some(signed),
+        local_only: false,
+        local: None,
+    };
+    assert!(matches!(bad.check(), Err(IndexError::Record(_))));
+    let mut invalid = r;
+    invalid.size += 1;
+    assert!(matches!(upd(invalid).check(), Err(IndexError::Record(_))));
+}

@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use index::Entry;
 use record::RelPath;
 
-use crate::chunk::{Chunking, Hashed, hash_stream};
+use crate::chunk::{self, Chunking, hash_stream};
+use crate::prepare::{self, Author, FileResult};
 use crate::walk::Stat;
 
 /// Called after each block read: (path, attempt, blocks so far). Tests use it to
 /// rewrite a file while it is being hashed.
 pub(crate) type Hook = Arc<dyn Fn(&RelPath, u32, usize) + Send + Sync>;
 
-/// A file to hash, with what the main thread needs back to build its record.
+/// A file to hash, with the record it had (its new record is built from it).
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) rel: RelPath,
@@ -26,12 +27,16 @@ pub(crate) struct Job {
 
 /// How hashing a file ended.
 #[derive(Debug)]
+// The big variant is the common one (a new record); boxing it would only add
+// an allocation per file.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Outcome {
-    /// Hashed while `stat` held from start to end.
-    Done {
-        stat: Stat,
-        hashed: Hashed,
+    /// Hashed (`len` bytes) while its `stat` held from start to end; what to
+    /// store is already decided (and signed).
+    Hashed {
+        len: u64,
         retries: u32,
+        result: FileResult,
     },
     /// No longer a regular file (deleted, replaced by a directory …).
     Vanished,
@@ -43,7 +48,7 @@ pub(crate) enum Outcome {
 
 #[derive(Debug)]
 pub(crate) struct Done {
-    pub(crate) job: Job,
+    pub(crate) rel: RelPath,
     pub(crate) outcome: Outcome,
 }
 
@@ -51,6 +56,7 @@ pub(crate) struct Done {
 pub(crate) struct Settings {
     pub(crate) chunking: Chunking,
     pub(crate) retries: u32,
+    pub(crate) author: Author,
     pub(crate) hook: Option<Hook>,
 }
 
@@ -89,8 +95,30 @@ pub(crate) fn hash_batch(batch: Batch, settings: &Settings, buf: &mut Vec<u8>) -
     batch
         .into_iter()
         .map(|job| {
-            let outcome = hash_file(&job, settings, buf);
-            Done { job, outcome }
+            let outcome = match hash_file(&job, settings, buf) {
+                Hashed::Stable {
+                    stat,
+                    hashed,
+                    retries,
+                } => Outcome::Hashed {
+                    len: hashed.len,
+                    retries,
+                    result: prepare::for_file(
+                        &settings.author,
+                        &job.rel,
+                        &stat,
+                        hashed,
+                        job.prev.as_ref(),
+                    ),
+                },
+                Hashed::Vanished => Outcome::Vanished,
+                Hashed::Changing { retries } => Outcome::Changing { retries },
+                Hashed::Failed(e) => Outcome::Failed(e),
+            };
+            Done {
+                rel: job.rel,
+                outcome,
+            }
         })
         .collect()
 }
@@ -101,7 +129,21 @@ fn lstat(path: &std::path::Path) -> Option<(Stat, bool)> {
         .map(|m| (Stat::of(&m), m.is_file()))
 }
 
-fn hash_file(job: &Job, settings: &Settings, buf: &mut Vec<u8>) -> Outcome {
+/// How reading a file ended (before deciding its record).
+enum Hashed {
+    Stable {
+        stat: Stat,
+        hashed: chunk::Hashed,
+        retries: u32,
+    },
+    Vanished,
+    Changing {
+        retries: u32,
+    },
+    Failed(String),
+}
+
+fn hash_file(job: &Job, settings: &Settings, buf: &mut Vec<u8>) -> Hashed {
     let mut before = job.stat;
     let mut retries = 0;
     for attempt in 0..=settings.retries {
@@ -109,19 +151,19 @@ fn hash_file(job: &Job, settings: &Settings, buf: &mut Vec<u8>) -> Outcome {
             // Start over from what is there now.
             match lstat(&job.abs) {
                 Some((s, true)) => before = s,
-                _ => return Outcome::Vanished,
+                _ => return Hashed::Vanished,
             }
         }
         let file = match File::open(&job.abs) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Vanished,
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Hashed::Vanished,
+            Err(e) => return Hashed::Failed(e.to_string()),
         };
         // The file we opened must be the one we stat'ed (not a swapped-in link).
         let opened = match file.metadata() {
             Ok(m) if m.is_file() => Stat::of(&m),
-            Ok(_) => return Outcome::Vanished,
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Ok(_) => return Hashed::Vanished,
+            Err(e) => return Hashed::Failed(e.to_string()),
         };
         if !opened.same_content_stat(&before) {
             retries += 1;
@@ -135,7 +177,7 @@ fn hash_file(job: &Job, settings: &Settings, buf: &mut Vec<u8>) -> Outcome {
             }
         }) {
             Ok(h) => h,
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Err(e) => return Hashed::Failed(e.to_string()),
         };
         let after_fd = file.metadata().map(|m| Stat::of(&m)).ok();
         let after_path = lstat(&job.abs).map(|(s, _)| s);
@@ -145,7 +187,7 @@ fn hash_file(job: &Job, settings: &Settings, buf: &mut Vec<u8>) -> Outcome {
         if stable {
             // Mode may have changed meanwhile; take the latest.
             let stat = after_path.unwrap_or(before);
-            return Outcome::Done {
+            return Hashed::Stable {
                 stat,
                 hashed,
                 retries,
@@ -154,5 +196,5 @@ fn hash_file(job: &Job, settings: &Settings, buf: &mut Vec<u8>) -> Outcome {
         tracing::debug!(path = %job.rel, attempt, "file changed while being hashed; retrying");
         retries += 1;
     }
-    Outcome::Changing { retries }
+    Hashed::Changing { retries }
 }

@@ -34,6 +34,7 @@ pub mod chunk;
 mod error;
 mod hasher;
 mod options;
+mod prepare;
 mod rules;
 mod scanner;
 mod summary;

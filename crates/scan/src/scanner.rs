@@ -9,13 +9,14 @@ use std::path::Path;
 use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use index::{Entry, Index, LocalStat, RowId, Update, Writer};
-use record::{FileKind, FileRecord, MAX_BLOCKS, RelPath, SignedRecord};
+use index::{Entry, Index, LocalStat, RowId, Writer};
+use record::{FileKind, FileRecord, RelPath};
 
 use crate::hasher::{self, BATCH_BYTES, BATCH_FILES, Batch, Done, Job, Outcome, Settings};
+use crate::prepare::{self, Author, Change, FileResult, NewVersion, base_record, local_stat};
 use crate::rules::IgnoreRules;
 use crate::summary::{ScanSummary, SkipReason};
-use crate::walk::{self, Found, FoundKind, Stat, Walked};
+use crate::walk::{self, Found, FoundKind, Walked};
 use crate::{ScanError, ScanOptions};
 
 /// Chunks of walked entries (each up to `walk::WALK_CHUNK`) buffered between the
@@ -99,14 +100,20 @@ fn scan_scope(
         }
     }
     index.clear_seen()?;
+    let author = Author {
+        peer: opts.peer,
+        signer: opts.signer.clone(),
+    };
     let mut run = Run {
         opts,
+        author: author.clone(),
         summary: ScanSummary::default(),
         protected: Vec::new(),
         ops: 0,
     };
     let threads = opts.threads();
     let settings = Settings {
+        author: author.clone(),
         chunking: opts.chunking,
         retries: opts.retries,
         #[cfg(test)]
@@ -156,6 +163,7 @@ struct Queue<'a> {
 
 struct Run<'o> {
     opts: &'o ScanOptions,
+    author: Author,
     summary: ScanSummary,
     /// Directories that could not be listed: nothing below is deleted.
     protected: Vec<Option<RelPath>>,
@@ -372,59 +380,40 @@ impl Run<'_> {
     }
 
     fn on_done(&mut self, w: &mut Writer<'_>, d: Done) -> Result<(), ScanError> {
-        let Done { job, outcome } = d;
+        let Done { rel, outcome } = d;
         match outcome {
-            Outcome::Done {
-                stat,
-                hashed,
+            Outcome::Hashed {
+                len,
                 retries,
+                result,
             } => {
                 self.summary.rehashed_files += 1;
-                self.summary.rehashed_bytes += hashed.len;
+                self.summary.rehashed_bytes += len;
                 self.summary.retries += u64::from(retries);
-                let local = Some(local_stat(&stat));
-                let same = job.prev.as_ref().is_some_and(|p| {
-                    p.record.is_live_file()
-                        && p.record.hash == hashed.hash
-                        && p.record.blocks == hashed.blocks
-                        && p.record.mode == stat.mode
-                        && p.record.modified == stat.modified
-                });
-                if same {
-                    // Same content, mode and mtime (a new inode, or a file the engine
-                    // wrote): remember the disk state, no new version.
-                    w.set_local(&job.rel, local)?;
-                    self.ops += 1;
-                    return self.seen(w, &job.rel);
+                match result {
+                    FileResult::Same(local) => {
+                        w.set_local(&rel, Some(local))?;
+                        self.ops += 1;
+                        self.seen(w, &rel)
+                    }
+                    FileResult::New(v) => self.write_new(w, v),
+                    FileResult::Invalid(reason) => {
+                        self.summary.skip(rel.to_string(), reason);
+                        self.seen(w, &rel)
+                    }
                 }
-                if hashed.blocks.len() > MAX_BLOCKS {
-                    self.summary.skip(
-                        job.rel.to_string(),
-                        SkipReason::InvalidRecord(record::RecordError::TooLong {
-                            field: "block list",
-                            len: hashed.blocks.len(),
-                            max: MAX_BLOCKS,
-                        }),
-                    );
-                    return self.seen(w, &job.rel);
-                }
-                let mut r = base_record(job.rel.clone(), FileKind::File, &stat);
-                r.size = hashed.len;
-                r.blocks = hashed.blocks;
-                r.hash = hashed.hash;
-                self.commit_new(w, r, job.prev.as_ref(), local)
             }
             Outcome::Vanished => Ok(()),
             Outcome::Changing { retries } => {
                 self.summary.retries += u64::from(retries);
                 self.summary
-                    .skip(job.rel.to_string(), SkipReason::ChangingTooFast);
-                self.seen(w, &job.rel)
+                    .skip(rel.to_string(), SkipReason::ChangingTooFast);
+                self.seen(w, &rel)
             }
             Outcome::Failed(e) => {
                 self.summary
-                    .skip(job.rel.to_string(), SkipReason::Unreadable(e));
-                self.seen(w, &job.rel)
+                    .skip(rel.to_string(), SkipReason::Unreadable(e));
+                self.seen(w, &rel)
             }
         }
     }
@@ -443,48 +432,28 @@ impl Run<'_> {
     fn commit_new(
         &mut self,
         w: &mut Writer<'_>,
-        mut r: FileRecord,
+        r: FileRecord,
         prev: Option<&Entry>,
         local: Option<LocalStat>,
     ) -> Result<(), ScanError> {
-        r.version = prev
-            .map(|p| p.record.version.clone())
-            .unwrap_or_default()
-            .incremented(self.opts.peer);
-        let signed = match &self.opts.signer {
-            Some(key) => match SignedRecord::sign(&r, key) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    self.summary
-                        .skip(r.path.to_string(), SkipReason::InvalidRecord(e));
-                    return self.seen(w, &r.path);
-                }
-            },
-            None => {
-                if let Err(e) = r.validate() {
-                    self.summary
-                        .skip(r.path.to_string(), SkipReason::InvalidRecord(e));
-                    return self.seen(w, &r.path);
-                }
-                None
+        match prepare::new_version(&self.author, r.clone(), prev, local) {
+            Ok(v) => self.write_new(w, v),
+            Err(reason) => {
+                self.summary.skip(r.path.to_string(), reason);
+                self.seen(w, &r.path)
             }
-        };
-        let is_new = prev.is_none_or(|p| p.record.deleted);
-        if r.deleted {
-            self.summary.deleted += 1;
-        } else if is_new {
-            self.summary.added += 1;
-        } else {
-            self.summary.changed += 1;
         }
-        tracing::debug!(path = %r.path, deleted = r.deleted, "recording local change");
-        let local_only = signed.is_none();
-        w.put_seen(Update {
-            record: r,
-            signed,
-            local_only,
-            local,
-        })?;
+    }
+
+    /// Writes a new version built here or on a hashing thread.
+    fn write_new(&mut self, w: &mut Writer<'_>, v: NewVersion) -> Result<(), ScanError> {
+        match v.change {
+            Change::Added => self.summary.added += 1,
+            Change::Changed => self.summary.changed += 1,
+            Change::Deleted => self.summary.deleted += 1,
+        }
+        tracing::debug!(path = %v.update.record().path, deleted = v.update.record().deleted, "recording local change");
+        w.put_seen_checked(v.update)?;
         self.ops += 1;
         Ok(())
     }
@@ -531,29 +500,5 @@ impl Run<'_> {
             }
             w.commit()?;
         }
-    }
-}
-
-fn local_stat(s: &Stat) -> LocalStat {
-    LocalStat {
-        size: s.size,
-        modified: s.modified,
-        inode: s.inode,
-    }
-}
-
-/// A live record of `kind` with no content yet; the version is set on commit.
-fn base_record(path: RelPath, kind: FileKind, stat: &Stat) -> FileRecord {
-    let is_file = kind == FileKind::File;
-    FileRecord {
-        path,
-        kind,
-        size: 0,
-        modified: stat.modified,
-        mode: stat.mode,
-        version: record::VersionVector::new(),
-        deleted: false,
-        blocks: Vec::new(),
-        hash: if is_file { record::EMPTY_HASH } else { [0; 32] },
     }
 }
