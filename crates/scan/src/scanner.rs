@@ -1,13 +1,20 @@
-//! The scan pipeline: walk (one thread) → read/chunk/hash (worker threads) →
-//! compare and commit (the calling thread, which owns the index).
+//! The scan pipeline: walk → read/chunk/hash/sign → compare and commit.
+//!
+//! A full scan walks on its own thread; a scan of a few paths walks on the
+//! calling thread. The calling thread owns the index, compares each entry with
+//! its row and commits. Changed files are hashed (and their records built and
+//! signed) on the calling thread while they are a handful of small files, and by
+//! a pool of threads, started on first need, once there is more: a scan that
+//! finds little to do starts no thread for it.
 //!
 //! Channels between the stages are bounded, so memory does not grow with the
-//! number of files: at most a few hundred walked entries and two jobs per hashing
-//! thread are in flight.
+//! number of files: at most a few chunks of walked entries and two batches per
+//! hashing thread are in flight.
 
 use std::path::Path;
 use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::thread::Scope;
 
 use index::{Entry, Index, LocalStat, RowId, Writer};
 use record::{FileKind, FileRecord, RelPath};
@@ -16,7 +23,7 @@ use crate::hasher::{self, BATCH_BYTES, BATCH_FILES, Batch, Done, Job, Outcome, S
 use crate::prepare::{self, Author, Change, FileResult, NewVersion, base_record, local_stat};
 use crate::rules::IgnoreRules;
 use crate::summary::{ScanSummary, SkipReason};
-use crate::walk::{self, Found, FoundKind, Walked};
+use crate::walk::{self, Found, FoundKind, Walked, Walker};
 use crate::{ScanError, ScanOptions};
 
 /// Chunks of walked entries (each up to `walk::WALK_CHUNK`) buffered between the
@@ -24,6 +31,12 @@ use crate::{ScanError, ScanOptions};
 const WALK_QUEUE: usize = 4;
 /// Unseen index entries handled per transaction in the deletion pass.
 const DELETE_BATCH: usize = 256;
+/// A scan hashes on its own thread until it has hashed this many files or bytes;
+/// past that it starts the hashing threads. Starting two threads costs more than
+/// hashing a few small files, and a sync destination scans a few files at a time,
+/// thousands of times.
+pub(crate) const INLINE_FILES: usize = 16;
+const INLINE_BYTES: u64 = 1024 * 1024;
 
 /// Scans the whole folder at `root` once and brings `index` up to date.
 ///
@@ -38,13 +51,16 @@ pub fn scan_once(
     opts: &ScanOptions,
 ) -> Result<ScanSummary, ScanError> {
     let rules = IgnoreRules::load(root)?;
-    let mut summary = scan_scope(root, index, opts, &rules, None)?;
+    let mut summary = scan_scopes(root, index, opts, &rules, vec![None], false)?;
     summary.bad_patterns = rules.bad_patterns().to_vec();
     Ok(summary)
 }
 
 /// Scans only `paths` (each with everything below it), e.g. what a watcher saw
 /// change. A path that no longer exists is marked deleted with what was below it.
+///
+/// One pass for all the paths; the walk runs on the calling thread, and so does
+/// the hashing while it is only a few small files.
 pub fn scan_paths(
     root: &Path,
     index: &mut Index,
@@ -52,13 +68,18 @@ pub fn scan_paths(
     paths: &[RelPath],
 ) -> Result<ScanSummary, ScanError> {
     let rules = IgnoreRules::load(root)?;
-    let mut summary = ScanSummary::default();
-    for p in minimal(paths) {
-        if rules.is_ignored_with_parents(&p, true) || rules.is_ignored_with_parents(&p, false) {
-            continue;
-        }
-        summary.absorb(scan_scope(root, index, opts, &rules, Some(&p))?);
-    }
+    let scopes: Vec<Option<RelPath>> = minimal(paths)
+        .into_iter()
+        .filter(|p| {
+            !(rules.is_ignored_with_parents(p, true) || rules.is_ignored_with_parents(p, false))
+        })
+        .map(Some)
+        .collect();
+    let mut summary = if scopes.is_empty() {
+        ScanSummary::default()
+    } else {
+        scan_scopes(root, index, opts, &rules, scopes, true)?
+    };
     summary.bad_patterns = rules.bad_patterns().to_vec();
     Ok(summary)
 }
@@ -77,12 +98,15 @@ fn minimal(paths: &[RelPath]) -> Vec<RelPath> {
     out
 }
 
-fn scan_scope(
+/// One pass over `scopes` (`None`: the whole folder; never overlapping), then
+/// the deletions in each.
+fn scan_scopes(
     root: &Path,
     index: &mut Index,
     opts: &ScanOptions,
     rules: &IgnoreRules,
-    scope: Option<&RelPath>,
+    scopes: Vec<Option<RelPath>>,
+    walk_here: bool,
 ) -> Result<ScanSummary, ScanError> {
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
@@ -111,9 +135,8 @@ fn scan_scope(
         protected: Vec::new(),
         ops: 0,
     };
-    let threads = opts.threads();
     let settings = Settings {
-        author: author.clone(),
+        author,
         chunking: opts.chunking,
         retries: opts.retries,
         #[cfg(test)]
@@ -122,43 +145,93 @@ fn scan_scope(
         hook: None,
     };
     std::thread::scope(|s| -> Result<(), ScanError> {
-        let (walk_tx, walk_rx) = mpsc::sync_channel::<Vec<Walked>>(WALK_QUEUE);
-        // One batch queued per thread besides the one each is hashing: at most
-        // `2 × threads` batches of at most `BATCH_FILES` files (or one big file)
-        // are in flight, plus their results.
-        let (job_tx, job_rx) = mpsc::sync_channel::<Batch>(threads);
-        let (done_tx, done_rx) = mpsc::channel::<Vec<Done>>();
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        let rules_w = rules.clone();
-        let scope_w = scope.cloned();
-        let walker = s.spawn(move || walk::walk(root, scope_w.as_ref(), &rules_w, &walk_tx));
-        for _ in 0..threads {
-            let (jobs, done, settings) = (Arc::clone(&job_rx), done_tx.clone(), settings.clone());
-            s.spawn(move || hasher::work(&jobs, &done, &settings));
+        let mut hashers = Hashers::new(s, &settings, opts.threads());
+        if walk_here {
+            let mut walker = Walker::new(root, scopes.clone(), rules);
+            return run.pipeline(
+                index,
+                std::iter::from_fn(|| walker.next_chunk()),
+                &mut hashers,
+            );
         }
-        drop(done_tx);
-        // Dropping the channels on any early return stops the other threads.
-        let result = run.pipeline(index, &walk_rx, job_tx, &done_rx);
-        drop(walk_rx);
-        drop(done_rx);
+        let (walk_tx, walk_rx) = mpsc::sync_channel::<Vec<Walked>>(WALK_QUEUE);
+        let scopes_w = scopes.clone();
+        let walker = s.spawn(move || walk::walk(root, &scopes_w, rules, &walk_tx));
+        // The receiver is dropped when the pipeline returns, early or not, which
+        // stops the walker; dropping `hashers` stops the hashing threads.
+        let result = run.pipeline(index, walk_rx.into_iter(), &mut hashers);
+        drop(hashers);
         if walker.join().is_err() {
             return Err(ScanError::Thread("walker panicked"));
         }
         result
     })?;
-    run.deletions(index, rules, scope)?;
+    for scope in &scopes {
+        run.deletions(index, rules, scope.as_ref())?;
+    }
     Ok(run.summary)
 }
 
-/// The job side of the pipeline: batches sent to the hashers, and the batch
-/// being filled.
-struct Queue<'a> {
-    jobs: mpsc::SyncSender<Batch>,
-    done: &'a mpsc::Receiver<Vec<Done>>,
-    /// Batches sent whose results have not come back.
-    in_flight: usize,
+/// Where hash jobs go: the calling thread while the work is small, then a pool
+/// of threads (started on first need), in batches.
+struct Hashers<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
+    settings: &'env Settings,
+    threads: usize,
+    pool: Option<Pool>,
+    /// Hashed on the calling thread so far.
+    inline_files: usize,
+    inline_bytes: u64,
+    /// Chunk window for hashing on the calling thread.
+    buf: Vec<u8>,
+    /// The batch being filled.
     pending: Batch,
     pending_bytes: u64,
+}
+
+/// The hashing threads' channels.
+struct Pool {
+    jobs: mpsc::SyncSender<Batch>,
+    done: mpsc::Receiver<Vec<Done>>,
+    /// Batches sent whose results have not come back.
+    in_flight: usize,
+}
+
+impl<'scope, 'env> Hashers<'scope, 'env> {
+    fn new(scope: &'scope Scope<'scope, 'env>, settings: &'env Settings, threads: usize) -> Self {
+        Self {
+            scope,
+            settings,
+            threads,
+            pool: None,
+            inline_files: 0,
+            inline_bytes: 0,
+            buf: Vec::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+        }
+    }
+
+    fn pool(&mut self) -> &mut Pool {
+        let (scope, settings, threads) = (self.scope, self.settings, self.threads);
+        self.pool.get_or_insert_with(|| {
+            // One batch queued per thread besides the one each is hashing: at
+            // most `2 × threads` batches of at most `BATCH_FILES` files (or one
+            // big file) are in flight, plus their results.
+            let (job_tx, job_rx) = mpsc::sync_channel::<Batch>(threads);
+            let (done_tx, done_rx) = mpsc::channel::<Vec<Done>>();
+            let job_rx = Arc::new(Mutex::new(job_rx));
+            for _ in 0..threads {
+                let (jobs, done) = (Arc::clone(&job_rx), done_tx.clone());
+                scope.spawn(move || hasher::work(&jobs, &done, settings));
+            }
+            Pool {
+                jobs: job_tx,
+                done: done_rx,
+                in_flight: 0,
+            }
+        })
+    }
 }
 
 struct Run<'o> {
@@ -174,30 +247,24 @@ impl Run<'_> {
     fn pipeline(
         &mut self,
         index: &mut Index,
-        walked: &mpsc::Receiver<Vec<Walked>>,
-        jobs: mpsc::SyncSender<Batch>,
-        done: &mpsc::Receiver<Vec<Done>>,
+        walked: impl Iterator<Item = Vec<Walked>>,
+        h: &mut Hashers<'_, '_>,
     ) -> Result<(), ScanError> {
         let mut w = index.write()?;
-        let mut q = Queue {
-            jobs,
-            done,
-            in_flight: 0,
-            pending: Vec::new(),
-            pending_bytes: 0,
-        };
-        for chunk in walked.iter() {
+        for chunk in walked {
             for item in chunk {
                 if let Some(job) = self.on_walked(&mut w, item)? {
-                    self.queue(&mut w, &mut q, job)?;
+                    self.queue(&mut w, h, job)?;
                 }
             }
             // End of a walked chunk: hand over what is pending rather than keep
             // the hashers idle while the walker lists the next directory.
-            self.flush(&mut w, &mut q)?;
-            while let Ok(d) = q.done.try_recv() {
-                q.in_flight -= 1;
-                self.on_results(&mut w, d)?;
+            self.flush(&mut w, h)?;
+            if let Some(pool) = &mut h.pool {
+                while let Ok(d) = pool.done.try_recv() {
+                    pool.in_flight -= 1;
+                    self.on_results(&mut w, d)?;
+                }
             }
             if self.ops >= self.opts.batch {
                 w.commit()?;
@@ -205,19 +272,20 @@ impl Run<'_> {
                 self.ops = 0;
             }
         }
-        let Queue {
+        if let Some(Pool {
             jobs,
             done,
             mut in_flight,
-            ..
-        } = q;
-        drop(jobs);
-        while in_flight > 0 {
-            let d = done
-                .recv()
-                .map_err(|_| ScanError::Thread("hasher stopped"))?;
-            in_flight -= 1;
-            self.on_results(&mut w, d)?;
+        }) = h.pool.take()
+        {
+            drop(jobs);
+            while in_flight > 0 {
+                let d = done
+                    .recv()
+                    .map_err(|_| ScanError::Thread("hasher stopped"))?;
+                in_flight -= 1;
+                self.on_results(&mut w, d)?;
+            }
         }
         w.commit()?;
         Ok(())
@@ -225,49 +293,68 @@ impl Run<'_> {
 
     /// Adds `job` to the pending batch, sending the batch when it is full. A big
     /// file goes in a batch of its own.
-    fn queue(&mut self, w: &mut Writer<'_>, q: &mut Queue<'_>, job: Job) -> Result<(), ScanError> {
+    fn queue(
+        &mut self,
+        w: &mut Writer<'_>,
+        h: &mut Hashers<'_, '_>,
+        job: Job,
+    ) -> Result<(), ScanError> {
         if job.stat.size >= BATCH_BYTES {
-            self.flush(w, q)?;
-            return self.send(w, q, vec![job]);
+            self.flush(w, h)?;
+            let bytes = job.stat.size;
+            return self.dispatch(w, h, vec![job], bytes);
         }
-        q.pending_bytes += job.stat.size;
-        q.pending.push(job);
-        if q.pending.len() >= BATCH_FILES || q.pending_bytes >= BATCH_BYTES {
-            self.flush(w, q)?;
+        h.pending_bytes += job.stat.size;
+        h.pending.push(job);
+        if h.pending.len() >= BATCH_FILES || h.pending_bytes >= BATCH_BYTES {
+            self.flush(w, h)?;
         }
         Ok(())
     }
 
-    fn flush(&mut self, w: &mut Writer<'_>, q: &mut Queue<'_>) -> Result<(), ScanError> {
-        if q.pending.is_empty() {
+    fn flush(&mut self, w: &mut Writer<'_>, h: &mut Hashers<'_, '_>) -> Result<(), ScanError> {
+        if h.pending.is_empty() {
             return Ok(());
         }
-        q.pending_bytes = 0;
-        let batch = std::mem::take(&mut q.pending);
-        self.send(w, q, batch)
+        let bytes = std::mem::take(&mut h.pending_bytes);
+        let batch = std::mem::take(&mut h.pending);
+        self.dispatch(w, h, batch, bytes)
     }
 
-    fn send(
+    /// Hashes `batch` here while the scan's work so far is small, else sends it to
+    /// the hashing threads.
+    fn dispatch(
         &mut self,
         w: &mut Writer<'_>,
-        q: &mut Queue<'_>,
+        h: &mut Hashers<'_, '_>,
         batch: Batch,
+        bytes: u64,
     ) -> Result<(), ScanError> {
+        if h.pool.is_none()
+            && h.inline_files + batch.len() <= INLINE_FILES
+            && h.inline_bytes + bytes <= INLINE_BYTES
+        {
+            h.inline_files += batch.len();
+            h.inline_bytes += bytes;
+            let results = hasher::hash_batch(batch, h.settings, &mut h.buf);
+            return self.on_results(w, results);
+        }
+        let pool = h.pool();
         let mut batch = batch;
         loop {
-            match q.jobs.try_send(batch) {
+            match pool.jobs.try_send(batch) {
                 Ok(()) => {
-                    q.in_flight += 1;
+                    pool.in_flight += 1;
                     return Ok(());
                 }
                 Err(TrySendError::Full(b)) => {
                     // Workers are busy: commit results while we wait.
                     batch = b;
-                    let d = q
+                    let d = pool
                         .done
                         .recv()
                         .map_err(|_| ScanError::Thread("hasher stopped"))?;
-                    q.in_flight -= 1;
+                    pool.in_flight -= 1;
                     self.on_results(w, d)?;
                 }
                 Err(TrySendError::Disconnected(_)) => {

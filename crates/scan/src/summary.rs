@@ -126,33 +126,6 @@ impl ScanSummary {
     pub fn changed_anything(&self) -> bool {
         self.added + self.changed + self.deleted > 0
     }
-
-    pub(crate) fn absorb(&mut self, other: Self) {
-        self.files += other.files;
-        self.directories += other.directories;
-        self.symlinks += other.symlinks;
-        self.bytes += other.bytes;
-        self.added += other.added;
-        self.changed += other.changed;
-        self.deleted += other.deleted;
-        self.rehashed_files += other.rehashed_files;
-        self.rehashed_bytes += other.rehashed_bytes;
-        self.retries += other.retries;
-        self.skipped_total += other.skipped_total;
-        self.windows_flagged_total += other.windows_flagged_total;
-        let room = MAX_REPORTED.saturating_sub(self.skipped.len());
-        self.skipped.extend(other.skipped.into_iter().take(room));
-        let room = MAX_REPORTED.saturating_sub(self.windows_flagged.len());
-        self.windows_flagged
-            .extend(other.windows_flagged.into_iter().take(room));
-        let room = MAX_REPORTED.saturating_sub(self.case_collisions.len());
-        self.case_collisions
-            .extend(other.case_collisions.into_iter().take(room));
-        self.unlistable.extend(other.unlistable);
-        if self.bad_patterns.is_empty() {
-            self.bad_patterns = other.bad_patterns;
-        }
-    }
 }
 
 /// `1.5 MiB`-style sizes.

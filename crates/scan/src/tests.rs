@@ -575,7 +575,7 @@ fn walker_chunks_cover_every_entry_across_chunk_boundaries() {
         let rules = IgnoreRules::load(&f.root).unwrap();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let root = f.root.clone();
-        let walker = std::thread::spawn(move || walk(&root, None, &rules, &tx));
+        let walker = std::thread::spawn(move || walk(&root, &[None], &rules, &tx));
         let chunks: Vec<Vec<Walked>> = rx.iter().collect();
         walker.join().unwrap();
         assert!(
@@ -612,7 +612,7 @@ fn walker_stops_when_the_scan_hangs_up() {
     let rules = IgnoreRules::load(&f.root).unwrap();
     let (tx, rx) = std::sync::mpsc::sync_channel(0);
     let root = f.root.clone();
-    let walker = std::thread::spawn(move || walk(&root, None, &rules, &tx));
+    let walker = std::thread::spawn(move || walk(&root, &[None], &rules, &tx));
     assert!(rx.recv().is_ok());
     drop(rx);
     walker.join().unwrap();
@@ -669,4 +669,87 @@ fn one_batch_with_a_rewrite_a_vanished_an_unreadable_and_empty_files() {
         assert!(e.signed.is_some());
     }
     assert_eq!(s.added as usize, 1 + n - 2, "{s}");
+}
+
+/// Options whose hook records which threads hashed.
+fn opts_recording_threads() -> (
+    ScanOptions,
+    Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = Arc::clone(&seen);
+    let mut o = opts();
+    o.hook = Some(Arc::new(move |_: &RelPath, _, _| {
+        s2.lock().unwrap().push(std::thread::current().id());
+    }));
+    (o, seen)
+}
+
+#[test]
+fn scan_paths_does_many_paths_in_one_pass_and_a_few_small_files_on_the_calling_thread() {
+    let mut f = Folder::new();
+    f.write("gone", b"1");
+    f.write("dir/old", b"2");
+    f.write("same", b"3");
+    f.scan();
+    fs::remove_file(f.root.join("gone")).unwrap();
+    fs::remove_dir_all(f.root.join("dir")).unwrap();
+    f.write("dir/new", &data(3000, 1));
+    f.write("new1", &data(5000, 2));
+    f.write("new2", b"");
+    let paths: Vec<RelPath> = ["gone", "dir", "dir/new", "new1", "new2", "same", "absent"]
+        .iter()
+        .map(|p| RelPath::new(*p).unwrap())
+        .collect();
+    let (o, threads) = opts_recording_threads();
+    let s = scan_paths(&f.root, &mut f.index, &o, &paths).unwrap();
+    assert_eq!((s.added, s.deleted, s.changed), (3, 2, 0), "{s}");
+    assert!(f.get("gone").unwrap().record.deleted);
+    assert!(f.get("dir/old").unwrap().record.deleted);
+    assert_eq!(f.get("dir/new").unwrap().record.size, 3000);
+    assert_eq!(f.get("new1").unwrap().record.size, 5000);
+    assert_eq!(f.get("new2").unwrap().record.hash, EMPTY_HASH);
+    assert_eq!(f.get("same").unwrap().record.version, vv(1));
+    let threads = threads.lock().unwrap();
+    assert!(!threads.is_empty());
+    assert!(
+        threads.iter().all(|t| *t == std::thread::current().id()),
+        "a few small files are hashed on the calling thread"
+    );
+}
+
+#[test]
+fn more_than_a_few_files_go_to_the_hashing_threads() {
+    let mut f = Folder::new();
+    let n = super::scanner::INLINE_FILES * 4;
+    for i in 0..n {
+        f.write(&format!("d/{i:03}"), &data(2000, i as u8));
+    }
+    let (o, threads) = opts_recording_threads();
+    let s = scan_paths(&f.root, &mut f.index, &o, &[RelPath::new("d").unwrap()]).unwrap();
+    assert_eq!(s.added as usize, n + 1, "{s}");
+    let threads = threads.lock().unwrap();
+    let me = std::thread::current().id();
+    assert!(threads.iter().filter(|t| **t == me).count() <= super::scanner::INLINE_FILES);
+    assert!(threads.iter().any(|t| *t != me));
+    for i in 0..n {
+        let e = f.get(&format!("d/{i:03}")).unwrap();
+        assert_eq!(
+            e.record.hash,
+            *blake3::hash(&data(2000, i as u8)).as_bytes()
+        );
+    }
+}
+
+#[test]
+fn overlapping_and_sibling_paths_are_scanned_once() {
+    let mut f = Folder::new();
+    f.write("a/x", b"1");
+    f.write("a-b/y", b"2");
+    let paths: Vec<RelPath> = ["a/x", "a-b", "a", "a/x", "a-b/y"]
+        .iter()
+        .map(|p| RelPath::new(*p).unwrap())
+        .collect();
+    let s = scan_paths(&f.root, &mut f.index, &opts(), &paths).unwrap();
+    assert_eq!((s.added, s.files, s.directories), (4, 2, 2), "{s}");
 }

@@ -128,11 +128,12 @@ impl Out<'_> {
     }
 }
 
-/// Walks `root/scope` (the whole folder when `scope` is `None`), sending what it
-/// finds in chunks, in walk order. Returns when done or when the receiver hangs up.
+/// Walks each of `scopes` under `root` in turn (`None`: the whole folder), sending
+/// what it finds in chunks, in walk order. Returns when done or when the receiver
+/// hangs up.
 pub(crate) fn walk(
     root: &Path,
-    scope: Option<&RelPath>,
+    scopes: &[Option<RelPath>],
     rules: &IgnoreRules,
     tx: &SyncSender<Vec<Walked>>,
 ) {
@@ -140,60 +141,106 @@ pub(crate) fn walk(
         tx,
         buf: Vec::with_capacity(WALK_CHUNK),
     };
-    walk_into(root, scope, rules, &mut out);
+    for w in Walker::new(root, scopes.to_vec(), rules) {
+        if !out.push(w) {
+            return;
+        }
+    }
     out.flush();
 }
 
-fn walk_into(root: &Path, scope: Option<&RelPath>, rules: &IgnoreRules, out: &mut Out<'_>) {
-    let mut stack: Vec<(Option<RelPath>, PathBuf)> = Vec::new();
-    match scope {
-        None => stack.push((None, root.to_path_buf())),
-        Some(rel) => {
-            let found = match resolve(root, rel) {
-                Ok(Some(found)) => found,
-                // Gone: the caller's unseen pass turns it into a tombstone.
-                Ok(None) => return,
-                Err(e) => {
-                    out.push(Walked::Unlistable {
-                        dir: Some(rel.clone()),
-                        path: rel.to_string(),
-                        error: e.to_string(),
-                    });
-                    return;
-                }
-            };
-            let (abs, meta) = found;
-            match classify(rel.clone(), abs.clone(), &meta) {
-                Ok(found) => {
-                    let is_dir = found.kind == FoundKind::Directory;
-                    if !out.push(Walked::Found(found)) {
-                        return;
-                    }
-                    if is_dir {
-                        stack.push((Some(rel.clone()), abs));
-                    }
-                }
-                Err(w) => {
-                    out.push(w);
-                    return;
-                }
-            }
+/// The walk as an iterator, for a caller that walks on its own thread (a scan of
+/// a few paths) or feeds a channel ([`walk`]). Holds one directory's listing and
+/// the directories still to visit, never the tree.
+pub(crate) struct Walker<'a> {
+    root: &'a Path,
+    rules: &'a IgnoreRules,
+    /// Scopes not started yet, in order.
+    scopes: std::vec::IntoIter<Option<RelPath>>,
+    /// Directories of the current scope still to list (depth first).
+    stack: Vec<(Option<RelPath>, PathBuf)>,
+    /// What is found and not handed out yet.
+    ready: std::collections::VecDeque<Walked>,
+}
+
+impl<'a> Walker<'a> {
+    pub(crate) fn new(
+        root: &'a Path,
+        scopes: Vec<Option<RelPath>>,
+        rules: &'a IgnoreRules,
+    ) -> Self {
+        Self {
+            root,
+            rules,
+            scopes: scopes.into_iter(),
+            stack: Vec::new(),
+            ready: std::collections::VecDeque::new(),
         }
     }
-    while let Some((dir, abs)) = stack.pop() {
-        let mut subdirs = Vec::new();
-        for w in list(&dir, &abs, rules) {
-            if let Walked::Found(f) = &w
-                && f.kind == FoundKind::Directory
-            {
-                subdirs.push((Some(f.rel.clone()), f.abs.clone()));
-            }
-            if !out.push(w) {
+
+    /// Up to [`WALK_CHUNK`] entries; `None` when the walk is over.
+    pub(crate) fn next_chunk(&mut self) -> Option<Vec<Walked>> {
+        let chunk: Vec<Walked> = self.by_ref().take(WALK_CHUNK).collect();
+        (!chunk.is_empty()).then_some(chunk)
+    }
+
+    fn start(&mut self, scope: Option<RelPath>) {
+        let Some(rel) = scope else {
+            self.stack.push((None, self.root.to_path_buf()));
+            return;
+        };
+        let (abs, meta) = match resolve(self.root, &rel) {
+            Ok(Some(found)) => found,
+            // Gone: the caller's unseen pass turns it into a tombstone.
+            Ok(None) => return,
+            Err(e) => {
+                self.ready.push_back(Walked::Unlistable {
+                    dir: Some(rel.clone()),
+                    path: rel.to_string(),
+                    error: e.to_string(),
+                });
                 return;
             }
+        };
+        match classify(rel.clone(), abs.clone(), &meta) {
+            Ok(found) => {
+                if found.kind == FoundKind::Directory {
+                    self.stack.push((Some(rel), abs));
+                }
+                self.ready.push_back(Walked::Found(found));
+            }
+            Err(w) => self.ready.push_back(w),
         }
-        // Depth first, in name order.
-        stack.extend(subdirs.into_iter().rev());
+    }
+}
+
+impl Iterator for Walker<'_> {
+    type Item = Walked;
+
+    fn next(&mut self) -> Option<Walked> {
+        loop {
+            if let Some(w) = self.ready.pop_front() {
+                return Some(w);
+            }
+            if let Some((dir, abs)) = self.stack.pop() {
+                let listed = list(&dir, &abs, self.rules);
+                let subdirs: Vec<_> = listed
+                    .iter()
+                    .filter_map(|w| match w {
+                        Walked::Found(f) if f.kind == FoundKind::Directory => {
+                            Some((Some(f.rel.clone()), f.abs.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                // Depth first, in name order.
+                self.stack.extend(subdirs.into_iter().rev());
+                self.ready.extend(listed);
+                continue;
+            }
+            let scope = self.scopes.next()?;
+            self.start(scope);
+        }
     }
 }
 
