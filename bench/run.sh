@@ -10,7 +10,20 @@
 #                         small = 20,000 x SCALE files of 1-64 KiB in 200 x SCALE dirs
 #   BENCH_ROUNDS [3]      interleaved rounds (medians are reported)
 #   BENCH_PAUSE [5]       seconds of pause after `sync` before every timer
-#   BENCH_DATASETS ["large small"]
+#   BENCH_CASES ["large small edit latency swarm small-trap"]  the cases of a round:
+#                         large, small: initial sync of the datasets;
+#                         edit: 100 B inserted in the middle of one `large` file;
+#                         latency: a 4 KiB file saved on A -> on B (5 samples per round);
+#                         swarm: one empty peer, three full ones behind tbf caps, each in
+#                           its own namespace (bench/swarm.py);
+#                         small-trap: `small` right after a tree was deleted (the old
+#                           ext4 recently_deleted trap, kept to show what it costs)
+#   BENCH_DATASETS        the older switch: alone, it selects among large and small
+#   BENCH_SWARM_CAP [100mbit]  each full peer's uplink in `swarm`
+#   BENCH_SETTLE [65]     seconds between a round's deletion of its trees and the next
+#                         round (ext4 without a journal skips inodes freed < 60 s ago)
+#   BENCH_LAT_SAMPLES [5] BENCH_LAT_DELAY1 [1] (latency also with Syncthing's watcher
+#                         delay at 1 s, besides its default 10 s)
 #   BENCH_TOOLS ["swarmsync syncthing rsync rsync-fsync cp"]
 #   BENCH_ROOT [/var/tmp/swarmsync-bench]   datasets, scratch trees, logs, results
 #   BENCH_SEED [20261201] dataset seed
@@ -77,22 +90,32 @@ export SWARMSYNC_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/swarmsync
 
 # --- datasets (reused when their manifest matches)
 mkdir -p "$BENCH_ROOT/data"
-for ds in ${BENCH_DATASETS:-large small}; do
+cases=${BENCH_CASES:-${BENCH_DATASETS:-large small edit latency swarm small-trap}}
+datasets=()
+[[ " $cases " =~ \ (large|edit|swarm)\  ]] && datasets+=(large)
+[[ " $cases " =~ \ (small|small-trap)\  ]] && datasets+=(small)
+for ds in "${datasets[@]}"; do
     python3 bench/gen_data.py "$BENCH_ROOT/data/$ds-$(python3 -c "print(f'{float(\"$BENCH_SCALE\"):g}')")" "$ds" "$BENCH_SCALE" "$SEED"
 done
 
-# --- the namespace: only `lo`, so nothing can leave the machine
+# --- the namespace: only `lo`, so nothing can leave the machine (`swarm` adds four
+# namespaces $NS-{s0,s1,s2,e} bridged inside this one, no route out; the harness removes
+# them, and this trap too if it could not)
+export BENCH_NS=$NS
 cleanup() {
-    local pids
-    pids=$(ip netns pids "$NS" 2>/dev/null || true)
-    if [[ -n $pids ]]; then
-        # Everything in this namespace was started by this script.
-        kill $pids 2>/dev/null || true
-        sleep 2
-        pids=$(ip netns pids "$NS" 2>/dev/null || true)
+    local pids n all
+    all=("$NS" $(ip netns list 2>/dev/null | awk -v p="$NS-" 'index($1, p) == 1 {print $1}'))
+    for n in "${all[@]}"; do
+        pids=$(ip netns pids "$n" 2>/dev/null || true)
+        # Everything in these namespaces was started by this script.
+        [[ -z $pids ]] || kill $pids 2>/dev/null || true
+    done
+    sleep 2
+    for n in "${all[@]}"; do
+        pids=$(ip netns pids "$n" 2>/dev/null || true)
         [[ -z $pids ]] || kill -9 $pids 2>/dev/null || true
-    fi
-    ip netns delete "$NS" 2>/dev/null || true
+        ip netns delete "$n" 2>/dev/null || true
+    done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
