@@ -511,3 +511,32 @@ fn checked_updates_store_the_same_as_put_and_are_checked_up_front() {
     invalid.size += 1;
     assert!(matches!(upd(invalid).check(), Err(IndexError::Record(_))));
 }
+
+#[test]
+fn directory_streams_with_a_cursor_before_inside_and_after_the_directory() {
+    let mut ix = Index::open_in_memory().unwrap();
+    for p in ["a", "m", "m/1", "m/2", "m-x", "m0", "z"] {
+        ix.put(upd(file(p, &[]))).unwrap();
+    }
+    ix.clear_seen().unwrap();
+    let m = RelPath::new("m").unwrap();
+    let unseen_after = |after: Option<&str>| -> Vec<String> {
+        let after = after.map(|a| RelPath::new(a).unwrap());
+        ix.unseen_after(Some(&m), after.as_ref(), 1)
+            .map(|e| e.unwrap().record.path.into_string())
+            .collect()
+    };
+    assert_eq!(unseen_after(None), ["m", "m/1", "m/2"]);
+    // A cursor before the directory must not widen the range to include it.
+    assert_eq!(unseen_after(Some("a")), ["m", "m/1", "m/2"]);
+    assert_eq!(unseen_after(Some("m")), ["m/1", "m/2"]);
+    assert_eq!(unseen_after(Some("m/1")), ["m/2"]);
+    assert!(unseen_after(Some("m0")).is_empty());
+    let all_after = |after: &str| -> Vec<String> {
+        ix.unseen_after(None, Some(&RelPath::new(after).unwrap()), 2)
+            .map(|e| e.unwrap().record.path.into_string())
+            .collect()
+    };
+    assert_eq!(all_after("m0"), ["z"]);
+    assert_eq!(ix.under(Some(&m), 1).count(), 3);
+}
