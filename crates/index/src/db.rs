@@ -79,9 +79,18 @@ impl Index {
         // the last transactions, which the next scan redoes.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
+        // Off: the one foreign key (blocks → files, ON DELETE CASCADE) made every
+        // write to either table check the other and, with it, open and truncate
+        // a statement journal per statement. The writer deletes a file's block
+        // rows itself, in the same transaction (`Writer::put`, `Writer::remove`).
+        conn.pragma_update(None, "foreign_keys", "OFF")
             .map_err(err)?;
         conn.pragma_update(None, "temp_store", "FILE")
+            .map_err(err)?;
+        // Up to 16 MiB of page cache (default 2 MiB), taken only as used: a scan
+        // inserts block rows at random places in the block table, and with the
+        // default cache it re-read pages and spilled dirty ones mid-transaction.
+        conn.pragma_update(None, "cache_size", -16384)
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;

@@ -312,52 +312,80 @@ impl Writer<'_> {
             Some(s) => (Some(s.body()), Some(&s.signature().0[..])),
             None => (None, None),
         };
-        let sql = "INSERT INTO files (path, kind, target, size, mtime_secs, mtime_nanos, mode, version, \
-                   deleted, blocks, hash, sequence, body, signature, local_only, disk_size, \
-                   disk_mtime_secs, disk_mtime_nanos, disk_inode) \
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
-                   ON CONFLICT(path) DO UPDATE SET kind=excluded.kind, target=excluded.target, \
-                   size=excluded.size, mtime_secs=excluded.mtime_secs, mtime_nanos=excluded.mtime_nanos, \
-                   mode=excluded.mode, version=excluded.version, deleted=excluded.deleted, \
-                   blocks=excluded.blocks, hash=excluded.hash, sequence=excluded.sequence, \
-                   body=excluded.body, signature=excluded.signature, local_only=excluded.local_only, \
-                   disk_size=excluded.disk_size, disk_mtime_secs=excluded.disk_mtime_secs, \
-                   disk_mtime_nanos=excluded.disk_mtime_nanos, disk_inode=excluded.disk_inode \
-                   RETURNING id";
-        let id: i64 = self
+        // The row's id if the path has one, then a plain UPDATE by id or a plain
+        // INSERT: an upsert with RETURNING (run as a trigger) needed a statement
+        // journal on every put, opened and truncated each time.
+        let existing: Option<i64> = self
             .tx
-            .prepare_cached(sql)
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![
-                        r.path.as_str(),
-                        kind,
-                        target,
-                        r.size as i64,
-                        r.modified.secs,
-                        r.modified.nanos,
-                        r.mode,
-                        version,
-                        r.deleted,
-                        blocks,
-                        &r.hash[..],
-                        seq as i64,
-                        body,
-                        sig,
-                        local_only,
-                        local.map(|l| l.size as i64),
-                        local.map(|l| l.modified.secs),
-                        local.map(|l| l.modified.nanos),
-                        local.map(|l| l.inode as i64),
-                    ],
-                    |row| row.get(0),
-                )
-            })
+            .prepare_cached("SELECT id FROM files WHERE path = ?1")
+            .and_then(|mut s| s.query_row([r.path.as_str()], |row| row.get(0)).optional())
             .map_err(self.err())?;
-        self.tx
-            .prepare_cached("DELETE FROM blocks WHERE file_id = ?1")
-            .and_then(|mut stmt| stmt.execute([id]))
-            .map_err(self.err())?;
+        let (disk_size, disk_secs, disk_nanos, disk_inode) = (
+            local.map(|l| l.size as i64),
+            local.map(|l| l.modified.secs),
+            local.map(|l| l.modified.nanos),
+            local.map(|l| l.inode as i64),
+        );
+        let (size, seq_col) = (r.size as i64, seq as i64);
+        let values: [&dyn rusqlite::ToSql; 19] = [
+            &r.path.as_str(),
+            &kind,
+            &target,
+            &size,
+            &r.modified.secs,
+            &r.modified.nanos,
+            &r.mode,
+            &version,
+            &r.deleted,
+            &blocks,
+            &&r.hash[..],
+            &seq_col,
+            &body,
+            &sig,
+            &local_only,
+            &disk_size,
+            &disk_secs,
+            &disk_nanos,
+            &disk_inode,
+        ];
+        let id = match existing {
+            Some(id) => {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE files SET kind = ?2, target = ?3, size = ?4, \
+                         mtime_secs = ?5, mtime_nanos = ?6, mode = ?7, version = ?8, deleted = ?9, \
+                         blocks = ?10, hash = ?11, sequence = ?12, body = ?13, signature = ?14, \
+                         local_only = ?15, disk_size = ?16, disk_mtime_secs = ?17, \
+                         disk_mtime_nanos = ?18, disk_inode = ?19 WHERE id = ?20 AND path = ?1",
+                    )
+                    .and_then(|mut stmt| {
+                        let mut with_id = values.to_vec();
+                        with_id.push(&id);
+                        stmt.execute(&*with_id)
+                    })
+                    .map_err(self.err())?;
+                // The old blocks go; the new ones are indexed below. (Done here,
+                // not by a cascading foreign key: see `db.rs`.)
+                self.tx
+                    .prepare_cached("DELETE FROM blocks WHERE file_id = ?1")
+                    .and_then(|mut stmt| stmt.execute([id]))
+                    .map_err(self.err())?;
+                id
+            }
+            None => {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO files (path, kind, target, size, mtime_secs, mtime_nanos, \
+                         mode, version, deleted, blocks, hash, sequence, body, signature, \
+                         local_only, disk_size, disk_mtime_secs, disk_mtime_nanos, disk_inode) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                         ?15, ?16, ?17, ?18, ?19)",
+                    )
+                    .and_then(|mut stmt| stmt.execute(&values[..]))
+                    .map_err(self.err())?;
+                self.tx.last_insert_rowid()
+            }
+        };
         if local.is_some() && r.is_live_file() {
             let mut stmt = self
                 .tx
@@ -404,6 +432,13 @@ impl Writer<'_> {
     /// Removes the record at `path` entirely (no tombstone; for purging old
     /// tombstones or local-only rows). Returns whether there was one.
     pub fn remove(&mut self, path: &RelPath) -> Result<bool, IndexError> {
+        // Its blocks first: there is no cascading foreign key (see `db.rs`).
+        self.tx
+            .execute(
+                "DELETE FROM blocks WHERE file_id IN (SELECT id FROM files WHERE path = ?1)",
+                [path.as_str()],
+            )
+            .map_err(self.err())?;
         let n = self
             .tx
             .execute("DELETE FROM files WHERE path = ?1", [path.as_str()])

@@ -540,3 +540,32 @@ fn directory_streams_with_a_cursor_before_inside_and_after_the_directory() {
     assert_eq!(all_after("m0"), ["z"]);
     assert_eq!(ix.under(Some(&m), 1).count(), 3);
 }
+
+#[test]
+fn replaced_and_removed_files_leave_no_block_rows_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    let mut ix = Index::open(&db).unwrap();
+    ix.put(upd(file("a", &[(10, 1), (20, 2)]))).unwrap();
+    ix.put(upd(file("b", &[(10, 3)]))).unwrap();
+    // New content: the old blocks go, the new ones come.
+    ix.put(upd(file("a", &[(10, 4)]))).unwrap();
+    assert!(ix.block_locations(&[1; 32], 10).unwrap().is_empty());
+    assert!(ix.block_locations(&[2; 32], 10).unwrap().is_empty());
+    assert_eq!(ix.block_locations(&[4; 32], 10).unwrap().len(), 1);
+    let mut w = ix.write().unwrap();
+    assert!(w.remove(&RelPath::new("b").unwrap()).unwrap());
+    assert!(!w.remove(&RelPath::new("b").unwrap()).unwrap());
+    w.commit().unwrap();
+    assert!(ix.block_locations(&[3; 32], 10).unwrap().is_empty());
+    let rows: i64 = ix
+        .conn
+        .query_row("SELECT count(*) FROM blocks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1, "only a's one block is left");
+    // And after a reopen, the same.
+    drop(ix);
+    let ix = Index::open(&db).unwrap();
+    assert_eq!(ix.block_locations(&[4; 32], 10).unwrap().len(), 1);
+    ix.integrity_check().unwrap();
+}

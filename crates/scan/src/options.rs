@@ -22,7 +22,9 @@ pub struct ScanOptions {
     /// How many times a file that changes while being hashed is re-read before it
     /// is left for the next scan.
     pub retries: u32,
-    /// Records written per index transaction.
+    /// Records written per index transaction. Larger transactions write each
+    /// touched page to the WAL fewer times; a crash loses at most one (the next
+    /// scan redoes it).
     pub batch: usize,
     #[cfg(test)]
     pub(crate) hook: Option<crate::hasher::Hook>,
@@ -37,7 +39,7 @@ impl ScanOptions {
             chunking: Chunking::Auto,
             hash_threads: 0,
             retries: 3,
-            batch: 1000,
+            batch: 4000,
             #[cfg(test)]
             hook: None,
         }

@@ -425,8 +425,14 @@ impl Run<'_> {
                         return Ok(None);
                     }
                 }
+                // A path with no row (every file of a first scan) needs no
+                // second lookup.
+                let prev = match stored {
+                    Some(_) => w.get(&f.rel)?,
+                    None => None,
+                };
                 Ok(Some(Job {
-                    prev: w.get(&f.rel)?,
+                    prev,
                     rel: f.rel,
                     abs: f.abs,
                     stat: f.stat,
