@@ -33,7 +33,7 @@
 //! [`ScheduleConfig::min_pipeline`] requests), so fast peers are kept busy and slow
 //! ones are not flooded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use keys::PeerId;
@@ -245,6 +245,10 @@ pub struct Scheduler {
     order: HashMap<RelPath, u64>,
     next_order: u64,
     peers: HashMap<PeerId, PeerState>,
+    /// Keys of files whose last block arrived, in that order, not yet reported
+    /// (so `poll_complete` never walks all needed files; a key whose file was
+    /// removed meanwhile is skipped).
+    complete: VecDeque<u64>,
 }
 
 impl Scheduler {
@@ -263,7 +267,11 @@ impl Scheduler {
         let key = self.next_order;
         self.next_order += 1;
         self.order.insert(record.path.clone(), key);
-        self.files.insert(key, FileNeed::new(record));
+        let need = FileNeed::new(record);
+        if need.left == 0 {
+            self.complete.push_back(key);
+        }
+        self.files.insert(key, need);
         self.wake_all();
     }
 
@@ -286,8 +294,14 @@ impl Scheduler {
 
     /// Block `index` of `path` is already here (a local copy will be used).
     pub fn mark_local(&mut self, path: &RelPath, index: usize) {
-        if let Some(need) = self.need_mut(path) {
-            need.finish(index);
+        let Some(key) = self.order.get(path).copied() else {
+            return;
+        };
+        if let Some(need) = self.files.get_mut(&key)
+            && need.finish(index)
+            && need.left == 0
+        {
+            self.complete.push_back(key);
         }
     }
 
@@ -393,6 +407,9 @@ impl Scheduler {
             _ => Vec::new(),
         };
         let fresh = need.finish(index);
+        if fresh && need.left == 0 {
+            self.complete.push_back(key);
+        }
         for other in requested_from {
             self.release(&other, size);
         }
@@ -499,12 +516,16 @@ impl Scheduler {
     /// A file whose every block is here, to be assembled and moved into place.
     /// Each is reported once; call [`remove_file`](Self::remove_file) when applied.
     pub fn poll_complete(&mut self) -> Option<RelPath> {
-        let need = self
-            .files
-            .values_mut()
-            .find(|n| n.left == 0 && !n.reported)?;
-        need.reported = true;
-        Some(need.record.path.clone())
+        while let Some(key) = self.complete.pop_front() {
+            if let Some(need) = self.files.get_mut(&key)
+                && need.left == 0
+                && !need.reported
+            {
+                need.reported = true;
+                return Some(need.record.path.clone());
+            }
+        }
+        None
     }
 
     /// What is still to fetch.

@@ -310,3 +310,25 @@ fn a_busy_peer_is_asked_again_and_still_counts_as_a_source() {
     assert_eq!(again.len(), 1, "asked again");
     assert_eq!(again[0].peer, peer(1));
 }
+
+#[test]
+fn files_are_reported_complete_once_each_in_the_order_they_completed() {
+    let mut s = Scheduler::new(config());
+    let (a, b, c) = (file("a", 2, 1), file("b", 1, 2), file("c", 1, 3));
+    for f in [&a, &b, &c] {
+        s.add_file(f.clone());
+    }
+    s.mark_local(&c.path, 0);
+    s.mark_local(&a.path, 0);
+    s.mark_local(&a.path, 0); // again: no second report
+    s.mark_local(&a.path, 1);
+    // b completed and was then replaced by another version: not reported.
+    s.mark_local(&b.path, 0);
+    s.add_file(file("b", 1, 4));
+    assert_eq!(s.poll_complete(), Some(c.path.clone()));
+    assert_eq!(s.poll_complete(), Some(a.path.clone()));
+    assert_eq!(s.poll_complete(), None);
+    s.mark_local(&b.path, 0);
+    assert_eq!(s.poll_complete(), Some(b.path.clone()));
+    assert_eq!(s.poll_complete(), None);
+}
