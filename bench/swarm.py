@@ -165,6 +165,7 @@ class Swarm:
             else:
                 sh("ip", "link", "del", name, check=False)
         self.made = []
+        shutil.rmtree(self.work, ignore_errors=True)  # the seeded copies (1 GB at 0.25)
 
     def spawn(self, name, args, logname, env=None):
         if os.path.exists(os.path.join(H.RUN, logname)):
