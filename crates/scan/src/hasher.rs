@@ -3,7 +3,7 @@
 use std::fs::{self, File};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use index::Entry;
 use record::RelPath;
@@ -70,9 +70,61 @@ pub(crate) const BATCH_FILES: usize = 64;
 /// goes alone, so small files are not held up behind it.
 pub(crate) const BATCH_BYTES: u64 = 512 * 1024;
 
+/// How many big files (a batch of their own) may be hashed at once: one per core,
+/// each with a chunk window (up to 8 MiB) that belongs to the slot, not to the
+/// thread. There are more hashing threads than cores, so that more reads of small
+/// files wait on the disk at once; a big file keeps a core busy on its own, and a
+/// window per thread would grow peak memory with the thread count.
+#[derive(Debug)]
+pub(crate) struct BigSlots {
+    /// The windows of the free slots.
+    free: Mutex<Vec<Vec<u8>>>,
+    freed: Condvar,
+}
+
+impl BigSlots {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            free: Mutex::new(vec![Vec::new(); n.max(1)]),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a slot; `None` only if the lock is poisoned (a hasher
+    /// panicked), in which case the caller goes on without one.
+    fn take(&self) -> Option<BigSlot<'_>> {
+        let mut free = self.free.lock().ok()?;
+        loop {
+            if let Some(buf) = free.pop() {
+                return Some(BigSlot { slots: self, buf });
+            }
+            free = self.freed.wait(free).ok()?;
+        }
+    }
+}
+
+struct BigSlot<'a> {
+    slots: &'a BigSlots,
+    buf: Vec<u8>,
+}
+
+impl Drop for BigSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut free) = self.slots.free.lock() {
+            free.push(std::mem::take(&mut self.buf));
+            self.slots.freed.notify_one();
+        }
+    }
+}
+
 /// Worker loop: takes batches until the channel closes and answers each with one
 /// message of results, in the batch's order.
-pub(crate) fn work(jobs: &Mutex<Receiver<Batch>>, done: &Sender<Vec<Done>>, settings: &Settings) {
+pub(crate) fn work(
+    jobs: &Mutex<Receiver<Batch>>,
+    done: &Sender<Vec<Done>>,
+    settings: &Settings,
+    big: &BigSlots,
+) {
     // Chunk window, reused for every file this worker hashes.
     let mut buf = Vec::new();
     loop {
@@ -83,7 +135,16 @@ pub(crate) fn work(jobs: &Mutex<Receiver<Batch>>, done: &Sender<Vec<Done>>, sett
             },
             Err(_) => return,
         };
-        if done.send(hash_batch(batch, settings, &mut buf)).is_err() {
+        let is_big = matches!(batch.as_slice(), [job] if job.stat.size >= BATCH_BYTES);
+        let results = if is_big {
+            match big.take() {
+                Some(mut slot) => hash_batch(batch, settings, &mut slot.buf),
+                None => hash_batch(batch, settings, &mut Vec::new()),
+            }
+        } else {
+            hash_batch(batch, settings, &mut buf)
+        };
+        if done.send(results).is_err() {
             return;
         }
     }
@@ -197,4 +258,33 @@ fn hash_file(job: &Job, settings: &Settings, buf: &mut Vec<u8>) -> Hashed {
         retries += 1;
     }
     Hashed::Changing { retries }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn big_slots_bound_how_many_hold_one_at_once() {
+        let slots = BigSlots::new(2);
+        let (now, max) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let slot = slots.take();
+                        assert!(slot.is_some());
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        drop(slot);
+                    }
+                });
+            }
+        });
+        assert_eq!(max.load(Ordering::SeqCst), 2);
+        assert_eq!(slots.free.lock().unwrap().len(), 2, "every slot came back");
+    }
 }

@@ -19,7 +19,9 @@ use std::thread::Scope;
 use index::{Entry, Index, LocalStat, RowId, Writer};
 use record::{FileKind, FileRecord, RelPath};
 
-use crate::hasher::{self, BATCH_BYTES, BATCH_FILES, Batch, Done, Job, Outcome, Settings};
+use crate::hasher::{
+    self, BATCH_BYTES, BATCH_FILES, Batch, BigSlots, Done, Job, Outcome, Settings,
+};
 use crate::prepare::{self, Author, Change, FileResult, NewVersion, base_record, local_stat};
 use crate::rules::IgnoreRules;
 use crate::summary::{ScanSummary, SkipReason};
@@ -145,7 +147,7 @@ fn scan_scopes(
         hook: None,
     };
     std::thread::scope(|s| -> Result<(), ScanError> {
-        let mut hashers = Hashers::new(s, &settings, opts.threads());
+        let mut hashers = Hashers::new(s, &settings, opts);
         if walk_here {
             let mut walker = Walker::new(root, scopes.clone(), rules);
             return run.pipeline(
@@ -178,6 +180,8 @@ struct Hashers<'scope, 'env> {
     scope: &'scope Scope<'scope, 'env>,
     settings: &'env Settings,
     threads: usize,
+    /// Big files hashed at once (see `hasher::BigSlots`).
+    big_slots: usize,
     pool: Option<Pool>,
     /// Hashed on the calling thread so far.
     inline_files: usize,
@@ -195,14 +199,30 @@ struct Pool {
     done: mpsc::Receiver<Vec<Done>>,
     /// Batches sent whose results have not come back.
     in_flight: usize,
+    /// The threads beyond one per core, started with the first batch of small
+    /// files: a scan of big files only does not need them.
+    rest: Option<Rest>,
+}
+
+/// What starting the remaining hashing threads takes.
+struct Rest {
+    n: usize,
+    jobs: Arc<Mutex<mpsc::Receiver<Batch>>>,
+    done: mpsc::Sender<Vec<Done>>,
+    big: Arc<BigSlots>,
 }
 
 impl<'scope, 'env> Hashers<'scope, 'env> {
-    fn new(scope: &'scope Scope<'scope, 'env>, settings: &'env Settings, threads: usize) -> Self {
+    fn new(
+        scope: &'scope Scope<'scope, 'env>,
+        settings: &'env Settings,
+        opts: &ScanOptions,
+    ) -> Self {
         Self {
             scope,
             settings,
-            threads,
+            threads: opts.threads(),
+            big_slots: opts.cores().min(opts.threads()),
             pool: None,
             inline_files: 0,
             inline_bytes: 0,
@@ -213,7 +233,8 @@ impl<'scope, 'env> Hashers<'scope, 'env> {
     }
 
     fn pool(&mut self) -> &mut Pool {
-        let (scope, settings, threads) = (self.scope, self.settings, self.threads);
+        let (scope, settings, threads, big_slots) =
+            (self.scope, self.settings, self.threads, self.big_slots);
         self.pool.get_or_insert_with(|| {
             // One batch queued per thread besides the one each is hashing: at
             // most `2 × threads` batches of at most `BATCH_FILES` files (or one
@@ -221,16 +242,36 @@ impl<'scope, 'env> Hashers<'scope, 'env> {
             let (job_tx, job_rx) = mpsc::sync_channel::<Batch>(threads);
             let (done_tx, done_rx) = mpsc::channel::<Vec<Done>>();
             let job_rx = Arc::new(Mutex::new(job_rx));
-            for _ in 0..threads {
-                let (jobs, done) = (Arc::clone(&job_rx), done_tx.clone());
-                scope.spawn(move || hasher::work(&jobs, &done, settings));
+            let big = Arc::new(BigSlots::new(big_slots));
+            let first = big_slots.clamp(1, threads);
+            for _ in 0..first {
+                let (jobs, done, big) = (Arc::clone(&job_rx), done_tx.clone(), Arc::clone(&big));
+                scope.spawn(move || hasher::work(&jobs, &done, settings, &big));
             }
+            let rest = (threads > first).then(|| Rest {
+                n: threads - first,
+                jobs: job_rx,
+                done: done_tx,
+                big,
+            });
             Pool {
                 jobs: job_tx,
                 done: done_rx,
                 in_flight: 0,
+                rest,
             }
         })
+    }
+
+    /// Starts the hashing threads beyond one per core, once.
+    fn start_rest(&mut self) {
+        let (scope, settings) = (self.scope, self.settings);
+        if let Some(Rest { n, jobs, done, big }) = self.pool.as_mut().and_then(|p| p.rest.take()) {
+            for _ in 0..n {
+                let (jobs, done, big) = (Arc::clone(&jobs), done.clone(), Arc::clone(&big));
+                scope.spawn(move || hasher::work(&jobs, &done, settings, &big));
+            }
+        }
     }
 }
 
@@ -276,8 +317,12 @@ impl Run<'_> {
             jobs,
             done,
             mut in_flight,
+            rest,
         }) = h.pool.take()
         {
+            // No sender of results but the threads: if they all stop, `recv`
+            // says so instead of waiting forever.
+            drop(rest);
             drop(jobs);
             while in_flight > 0 {
                 let d = done
@@ -339,7 +384,14 @@ impl Run<'_> {
             let results = hasher::hash_batch(batch, h.settings, &mut h.buf);
             return self.on_results(w, results);
         }
-        let pool = h.pool();
+        let big = matches!(batch.as_slice(), [job] if job.stat.size >= BATCH_BYTES);
+        h.pool();
+        if !big {
+            h.start_rest();
+        }
+        let Some(pool) = h.pool.as_mut() else {
+            return Err(ScanError::Thread("hashing threads not started"));
+        };
         let mut batch = batch;
         loop {
             match pool.jobs.try_send(batch) {

@@ -753,3 +753,23 @@ fn overlapping_and_sibling_paths_are_scanned_once() {
     let s = scan_paths(&f.root, &mut f.index, &opts(), &paths).unwrap();
     assert_eq!((s.added, s.files, s.directories), (4, 2, 2), "{s}");
 }
+
+#[test]
+fn big_files_each_in_their_own_batch_among_small_ones() {
+    let mut f = Folder::new();
+    let big = crate::hasher::BATCH_BYTES as usize + 1000;
+    for i in 0..6u8 {
+        f.write(&format!("big{i}"), &data(big, i));
+        f.write(&format!("small{i}"), &data(100 + usize::from(i), i));
+    }
+    let mut o = opts();
+    o.hash_threads = 4;
+    let s = f.scan_with(&o);
+    assert_eq!((s.added, s.rehashed_files), (12, 12), "{s}");
+    for i in 0..6u8 {
+        let e = f.get(&format!("big{i}")).unwrap().record;
+        assert_eq!(e.hash, *blake3::hash(&data(big, i)).as_bytes());
+        assert_eq!(e.size, big as u64);
+    }
+    assert!(!f.scan_with(&o).changed_anything());
+}
