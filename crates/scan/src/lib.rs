@@ -24,10 +24,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Threads: the walker runs on one thread, hashing on one per core, and the caller's
-//! thread compares and commits (it owns the [`index::Index`]). The channels between
-//! them are bounded, so memory stays flat whatever the number of files. Design
-//! notes (chunk sizes, rebuild, watcher) are in `docs/index-and-scan.md`.
+//! Threads: a full scan walks on its own thread; hashing (and building and signing
+//! the records of hashed files) runs on two threads per core, started only once a
+//! scan has more than a few small files to hash, in batches; the caller's thread
+//! compares and commits (it owns the [`index::Index`]). [`scan_paths`] walks on
+//! the caller's thread. The channels between them are bounded, so memory stays
+//! flat whatever the number of files. Design notes (chunk sizes, rebuild, watcher)
+//! are in `docs/index-and-scan.md`.
 #![forbid(unsafe_code)]
 
 pub mod chunk;
