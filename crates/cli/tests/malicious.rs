@@ -743,6 +743,29 @@ fn a_bad_frame_length_is_answered_with_close_protocol_violation() {
     });
 }
 
+#[test]
+fn a_peer_that_says_goodbye_is_not_answered_with_a_protocol_violation() {
+    let mut s = scene();
+    runtime().block_on(async {
+        let mut evil = Evil::connect(&s.node, &s.key).await;
+        evil.send(Message::Close(wire::Close::new(
+            wire::CloseCode::GoingAway,
+            "stopping",
+        )))
+        .await;
+        assert!(
+            !evil.closed(wire::CloseCode::ProtocolViolation).await,
+            "a goodbye was answered as a protocol violation"
+        );
+        s.wait_log(
+            "the goodbye logged as such",
+            &["peer closed the connection", &evil.id(), "GoingAway"],
+            1,
+        );
+    });
+    assert!(s.node.is_running());
+}
+
 // ---------------------------------------------------------------------------
 // 6. Floods.
 

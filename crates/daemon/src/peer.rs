@@ -88,13 +88,19 @@ pub(crate) async fn run<S>(
     let (reader, writer) = tokio::io::split(stream);
     let (close_tx, close_rx) = tokio::sync::oneshot::channel();
     let mut write = tokio::spawn(write_loop(writer, link_rx, queued, close_rx));
-    let reason = read_loop(reader, peer, &events, pex).await;
-    match &reason {
-        Ok(()) => tracing::info!(peer = %peer, "peer closed the connection"),
+    match read_loop(reader, peer, &events, pex).await {
+        Ok(Ended::Eof) => tracing::info!(peer = %peer, "peer closed the connection"),
+        // The peer said goodbye and why: nothing to answer (wire.md §7).
+        Ok(Ended::Closed(close)) => tracing::info!(
+            peer = %peer,
+            code = ?close.code,
+            reason = %close.message,
+            "peer closed the connection"
+        ),
         Err(e) => {
             tracing::info!(peer = %peer, error = %e, "connection ended");
             // Tell the peer why (wire.md §7), then give up on it.
-            let _ = close_tx.send(Close::new(CloseCode::ProtocolViolation, e));
+            let _ = close_tx.send(Close::new(CloseCode::ProtocolViolation, &e));
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut write).await;
         }
     }
@@ -104,19 +110,27 @@ pub(crate) async fn run<S>(
         .await;
 }
 
+/// How a connection's reading side ended without a fault of the peer.
+enum Ended {
+    /// The stream ended (or the folder stopped listening).
+    Eof,
+    /// The peer sent Close.
+    Closed(Close),
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: R,
     peer: PeerId,
     events: &mpsc::Sender<FolderEvent>,
     mut pex: Option<PexInbound>,
-) -> Result<(), String> {
+) -> Result<Ended, String> {
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 256 * 1024];
     let budget = Arc::new(Semaphore::new(MAX_INBOUND_BYTES / 1024));
     loop {
         let n = reader.read(&mut buf).await.map_err(|e| e.to_string())?;
         if n == 0 {
-            return Ok(());
+            return Ok(Ended::Eof);
         }
         let mut input = buf.get(..n).unwrap_or_default();
         loop {
@@ -126,9 +140,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             while let Some(message) = decoder.poll_message() {
                 produced = true;
                 match message {
-                    Ok(Message::Close(close)) => {
-                        return Err(format!("peer closed: {:?} {}", close.code, close.message));
-                    }
+                    Ok(Message::Close(close)) => return Ok(Ended::Closed(close)),
                     // Peer exchange is the network's business, not the folder's.
                     Ok(Message::PeerExchange(exchange)) => {
                         if let Some(pex) = pex.as_mut() {
@@ -139,7 +151,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         let permits =
                             inbound_permits(&message).min(MAX_INBOUND_BYTES as u32 / 1024);
                         let Ok(permit) = budget.clone().acquire_many_owned(permits).await else {
-                            return Ok(());
+                            return Ok(Ended::Eof);
                         };
                         let event = FolderEvent::Message {
                             peer,
@@ -147,7 +159,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                             _budget: permit,
                         };
                         if events.send(event).await.is_err() {
-                            return Ok(());
+                            return Ok(Ended::Eof);
                         }
                     }
                     Err(e) if e.is_skippable() => {
