@@ -439,7 +439,7 @@ fn apply_metadata(path: &Path, record: &FileRecord) -> io::Result<()> {
 }
 
 /// `O_NOFOLLOW`: opening a symlink fails instead of opening what it points to.
-fn no_follow() -> i32 {
+pub(crate) fn no_follow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 

@@ -11,7 +11,8 @@
 //!   a file watcher feeds changed paths to the folder thread (`watcher.rs`).
 //!
 //! **Invariant:** only the folder thread touches the index and the folder's files,
-//! in the order its events arrive; the network side never blocks on disk.
+//! in the order its events arrive; the network side never blocks on disk. (The
+//! one helper, `writeback.rs`, only fsyncs temporaries early; it changes nothing.)
 #![forbid(unsafe_code)]
 
 mod disk;
@@ -22,6 +23,7 @@ pub mod run;
 pub mod state;
 pub mod status;
 mod watcher;
+mod writeback;
 
 pub use disk::ARCHIVE_DIR;
 pub use run::{SyncOptions, run};

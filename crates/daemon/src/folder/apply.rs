@@ -117,6 +117,9 @@ impl FolderTask {
                 return;
             }
         }
+        if let Ok(temp) = self.disk.temp_path(&record.path, &record.hash) {
+            self.writeback.forget(&temp);
+        }
         match self.disk.prepare(&record) {
             Ok(()) => {
                 self.finalizing_since.get_or_insert_with(Instant::now);

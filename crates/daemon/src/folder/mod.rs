@@ -109,6 +109,7 @@ impl Peer {
 /// The state of one folder's thread.
 pub(crate) struct FolderTask {
     disk: Disk,
+    writeback: crate::writeback::Writeback,
     index: Index,
     engine: Folder,
     scan: ScanOptions,
@@ -174,6 +175,7 @@ impl FolderTask {
         }
         Ok(Self {
             disk: Disk::new(root),
+            writeback: crate::writeback::Writeback::start(),
             index,
             engine,
             scan,
@@ -504,13 +506,22 @@ impl FolderTask {
         let arrival =
             self.engine
                 .handle_block(&peer, &request.path, request.file_hash, request.index, now);
-        if arrival == Arrival::Accepted
-            && let Err(e) =
-                self.disk
-                    .write_block(&request.path, &request.file_hash, request.offset, &data)
+        if arrival != Arrival::Accepted {
+            return;
+        }
+        match self
+            .disk
+            .write_block(&request.path, &request.file_hash, request.offset, &data)
         {
-            report_io("writing a block of", &request.path, &e);
-            self.apply_failed(&request.path, None);
+            Ok(()) => {
+                if let Ok(temp) = self.disk.temp_path(&request.path, &request.file_hash) {
+                    self.writeback.wrote(&temp, data.len() as u64);
+                }
+            }
+            Err(e) => {
+                report_io("writing a block of", &request.path, &e);
+                self.apply_failed(&request.path, None);
+            }
         }
     }
 
