@@ -26,7 +26,8 @@
 //!    still there. Ties go to the earlier file and block.
 //! 3. Endgame: when nothing is missing that a peer could fetch, an idle peer asks for
 //!    a block already requested from one other peer; whichever copy arrives first
-//!    counts, so one slow peer cannot hold up the end of a sync.
+//!    counts, so one slow peer cannot hold up the end of a sync. A peer keeps at
+//!    most [`ScheduleConfig::endgame_depth`] requests outstanding in the endgame.
 //!
 //! Each peer has a pipeline of outstanding requests sized from its measured rate
 //! (enough bytes to cover [`ScheduleConfig::pipeline_time`] of transfer, at least
@@ -52,6 +53,11 @@ pub struct ScheduleConfig {
     pub max_pipeline_bytes: u64,
     /// A request unanswered this long is given up and the block asked elsewhere.
     pub request_timeout: Duration,
+    /// Endgame duplicates a peer asks for only while it has fewer requests than
+    /// this outstanding: enough to finish a straggler's last blocks, without an
+    /// idle peer filling its whole pipeline with blocks that are on their way
+    /// already (3 % of the bytes twice over, three peers swarming one).
+    pub endgame_depth: usize,
 }
 
 impl Default for ScheduleConfig {
@@ -62,6 +68,7 @@ impl Default for ScheduleConfig {
             pipeline_time: Duration::from_millis(250),
             max_pipeline_bytes: 64 << 20,
             request_timeout: Duration::from_secs(60),
+            endgame_depth: 4,
         }
     }
 }
@@ -577,6 +584,8 @@ impl Scheduler {
         if let Some(state) = self.peers.get_mut(peer) {
             state.in_flight = state.in_flight.saturating_sub(1);
             state.in_flight_bytes = state.in_flight_bytes.saturating_sub(u64::from(size));
+            // Room for an endgame duplicate again (see `endgame_depth`).
+            state.idle = false;
         }
     }
 
@@ -615,6 +624,7 @@ impl Scheduler {
                     }
                     BlockState::Requested(at)
                         if endgame.is_none()
+                            && me.in_flight < self.config.endgame_depth
                             && at.len() == 1
                             && at.iter().all(|(p, _)| p != peer)
                             && mine.has(index) =>

@@ -332,3 +332,32 @@ fn files_are_reported_complete_once_each_in_the_order_they_completed() {
     assert_eq!(s.poll_complete(), Some(b.path.clone()));
     assert_eq!(s.poll_complete(), None);
 }
+
+#[test]
+fn an_idle_peer_takes_only_a_few_endgame_duplicates_at_a_time() {
+    let mut s = Scheduler::new(ScheduleConfig {
+        min_pipeline: 16,
+        endgame_depth: 2,
+        ..config()
+    });
+    let f = file("a", 10, 1);
+    s.add_file(f.clone());
+    s.peer_connected(peer(1));
+    s.peer_has_file(&peer(1), &f.path, f.hash);
+    let now = Instant::now();
+    assert_eq!(drain(&mut s, now).len(), 10, "peer 1 asked for every block");
+    s.peer_connected(peer(2));
+    s.peer_has_file(&peer(2), &f.path, f.hash);
+    let dups = drain(&mut s, now);
+    assert_eq!(dups.len(), 2, "duplicates bounded by endgame_depth");
+    assert!(dups.iter().all(|r| r.peer == peer(2)));
+    // One duplicate answered: room for exactly one more.
+    let first = &dups[0];
+    assert_eq!(
+        s.handle_block(&peer(2), &f.path, f.hash, first.index, now),
+        Arrival::Accepted
+    );
+    let more = drain(&mut s, now);
+    assert_eq!(more.len(), 1);
+    assert!(more[0].peer == peer(2) && more[0].index != first.index);
+}
