@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use keys::{Access, PeerId};
+use keys::{Access, PeerId, RoKey};
+use record::{SignedRecord, VerifiedRecord};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
-use wire::{Close, CloseCode, FrameDecoder, Message};
+use wire::{Close, CloseCode, FrameDecoder, IndexBatch, Message};
 
 use crate::folder::FolderEvent;
 use crate::pex::PexInbound;
@@ -76,6 +77,14 @@ fn inbound_permits(message: &Message) -> u32 {
     u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)
 }
 
+/// What the reading side does itself rather than hand to the folder thread.
+pub(crate) struct Inbound {
+    /// Takes in the peer's PeerExchange (none when PEX is off).
+    pub(crate) pex: Option<PexInbound>,
+    /// Checks the signatures of index batches (none: the folder thread does).
+    pub(crate) verifier: Option<RoKey>,
+}
+
 /// Runs one connection until either side ends it, then tells the folder.
 pub(crate) async fn run<S>(
     stream: S,
@@ -84,14 +93,14 @@ pub(crate) async fn run<S>(
     link_rx: mpsc::UnboundedReceiver<Message>,
     queued: Arc<AtomicU64>,
     events: mpsc::Sender<FolderEvent>,
-    pex: Option<PexInbound>,
+    inbound: Inbound,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
     let (close_tx, close_rx) = tokio::sync::oneshot::channel();
     let mut write = tokio::spawn(write_loop(writer, link_rx, queued, close_rx));
-    match read_loop(reader, peer, &events, pex).await {
+    match read_loop(reader, peer, &events, inbound).await {
         Ok(Ended::Eof) => tracing::info!(peer = %peer, "peer closed the connection"),
         // The peer said goodbye and why: nothing to answer (wire.md §7).
         Ok(Ended::Closed(close)) => tracing::info!(
@@ -125,8 +134,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: R,
     peer: PeerId,
     events: &mpsc::Sender<FolderEvent>,
-    mut pex: Option<PexInbound>,
+    inbound: Inbound,
 ) -> Result<Ended, String> {
+    let Inbound { mut pex, verifier } = inbound;
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 256 * 1024];
     let budget = Arc::new(Semaphore::new(MAX_INBOUND_BYTES / 1024));
@@ -156,10 +166,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         let Ok(permit) = budget.clone().acquire_many_owned(permits).await else {
                             return Ok(Ended::Eof);
                         };
-                        let event = FolderEvent::Message {
-                            peer,
-                            message,
-                            _budget: permit,
+                        let event = match (message, &verifier) {
+                            (Message::Index(batch) | Message::IndexUpdate(batch), Some(key)) => {
+                                match verified(peer, batch, key, permit).await {
+                                    Some(event) => event,
+                                    None => return Ok(Ended::Eof),
+                                }
+                            }
+                            (message, _) => FolderEvent::Message {
+                                peer,
+                                message,
+                                _budget: permit,
+                            },
                         };
                         if events.send(event).await.is_err() {
                             return Ok(Ended::Eof);
@@ -179,6 +197,62 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// Batches with more records than this are verified on a blocking thread;
+/// smaller ones cost less than the hand-over.
+const VERIFY_INLINE: usize = 16;
+
+/// The records of an index batch, as the engine takes them.
+pub(crate) fn signed_records(batch: IndexBatch) -> Vec<SignedRecord> {
+    batch
+        .into_entries()
+        .into_iter()
+        .map(|e| {
+            let (body, signature) = e.record.into_parts();
+            SignedRecord::from_parts(body.to_vec(), signature)
+        })
+        .collect()
+}
+
+/// Checks a batch's signatures off the folder thread (and, for a large batch,
+/// off the runtime's workers too). `None` when the runtime is going away.
+async fn verified(
+    peer: PeerId,
+    batch: IndexBatch,
+    key: &RoKey,
+    budget: tokio::sync::OwnedSemaphorePermit,
+) -> Option<FolderEvent> {
+    let (index_id, last) = (batch.index_id(), batch.last_sequence());
+    let records = signed_records(batch);
+    let inline = records.len() <= VERIFY_INLINE;
+    let check = {
+        let key = key.clone();
+        move || -> (Vec<VerifiedRecord>, Vec<record::RecordError>) {
+            let mut good = Vec::with_capacity(records.len());
+            let mut bad = Vec::new();
+            for signed in records {
+                match signed.into_verified(&key) {
+                    Ok(v) => good.push(v),
+                    Err(e) => bad.push(e),
+                }
+            }
+            (good, bad)
+        }
+    };
+    let (records, rejected) = if inline {
+        check()
+    } else {
+        tokio::task::spawn_blocking(check).await.ok()?
+    };
+    Some(FolderEvent::Records {
+        peer,
+        index_id,
+        last,
+        records,
+        rejected,
+        _budget: budget,
+    })
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(

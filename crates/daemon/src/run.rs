@@ -155,6 +155,7 @@ pub fn run(
                         pex.connected(folder, peer, conn.remote, generation);
                     }
                     let sharer = pex.as_ref().map(pex_peer);
+                    let verifier = key.ro_key();
                     let inbound = pex.as_ref().map(|p| PexInbound::new(pex_peer(p)));
                     let task = tokio::spawn(async move {
                         let share = async {
@@ -168,7 +169,7 @@ pub fn run(
                         };
                         // `share` never ends: the connection decides.
                         tokio::select! {
-                            () = crate::peer::run(conn.stream, peer, generation, rx, queued, events, inbound) => {}
+                            () = crate::peer::run(conn.stream, peer, generation, rx, queued, events, crate::peer::Inbound { pex: inbound, verifier }) => {}
                             () = share => {}
                         }
                         if let Some(sharer) = &sharer {

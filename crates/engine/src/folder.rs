@@ -26,7 +26,8 @@ use std::time::Instant;
 use keys::FolderSigningKey;
 use keys::{PeerId, RoKey};
 use record::{
-    FileKind, FileRecord, RecordError, RelPath, SignedRecord, VersionOrdering, VersionVector,
+    FileKind, FileRecord, RecordError, RelPath, SignedRecord, VerifiedRecord, VersionOrdering,
+    VersionVector,
 };
 
 use crate::decide::{Decision, Local, LoserFate, Side, decide};
@@ -205,14 +206,44 @@ impl Folder {
         let mut rejected = Vec::new();
         let mut accepted = Vec::with_capacity(records.len());
         for signed in records {
-            match signed.verify(&self.ro_key) {
-                Ok(record) => accepted.push((signed, record)),
+            match signed.into_verified(&self.ro_key) {
+                Ok(verified) => accepted.push(verified),
                 Err(reason) => rejected.push(Rejected { peer, reason }),
             }
         }
+        rejected.extend(self.handle_verified(peer, accepted, index));
+        rejected
+    }
+
+    /// [`handle_records`](Self::handle_records) for records already verified,
+    /// e.g. on the connection's own thread so the folder's is not spent on
+    /// signatures. One verified against another folder's key is rejected.
+    pub fn handle_verified(
+        &mut self,
+        peer: PeerId,
+        mut records: Vec<VerifiedRecord>,
+        index: &impl LocalIndex,
+    ) -> Vec<Rejected> {
+        let mut rejected = Vec::new();
+        records.retain(|v| {
+            let ours = v.verified_with(&self.ro_key);
+            if !ours {
+                rejected.push(Rejected {
+                    peer,
+                    reason: RecordError::BadSignature,
+                });
+            }
+            ours
+        });
         // Parents before children, so directories exist before what is in them.
-        accepted.sort_by(|a, b| a.1.path.components().cmp(b.1.path.components()));
-        for (signed, record) in accepted {
+        records.sort_by(|a, b| {
+            a.record()
+                .path
+                .components()
+                .cmp(b.record().path.components())
+        });
+        for verified in records {
+            let (signed, record) = verified.into_parts();
             self.consider(peer, signed, record, index);
         }
         rejected

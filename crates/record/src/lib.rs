@@ -55,5 +55,5 @@ pub use path::{
     MAX_COMPONENT_LEN, MAX_PATH_LEN, PathError, RelPath, STATE_DIR, TEMP_PREFIX, WindowsIssue,
     is_temp_name, windows_component_issue,
 };
-pub use signed::{RECORD_CONTEXT, SignedRecord};
+pub use signed::{RECORD_CONTEXT, SignedRecord, VerifiedRecord};
 pub use version::{VersionOrdering, VersionVector};

@@ -48,6 +48,17 @@ impl SignedRecord {
         FileRecord::decode(&self.body)
     }
 
+    /// [`verify`](Self::verify), keeping the record together with its proof, so
+    /// that the check can run on one thread and the result be used on another.
+    pub fn into_verified(self, key: &RoKey) -> Result<VerifiedRecord, RecordError> {
+        let record = self.verify(key)?;
+        Ok(VerifiedRecord {
+            signed: self,
+            record,
+            key: *key.as_bytes(),
+        })
+    }
+
     /// The signed body bytes.
     pub fn body(&self) -> &[u8] {
         &self.body
@@ -61,6 +72,33 @@ impl SignedRecord {
     /// Splits into body and signature.
     pub fn into_parts(self) -> (Vec<u8>, Signature) {
         (self.body, self.signature)
+    }
+}
+
+/// A [`SignedRecord`] whose signature was checked, with what it decoded to. Only
+/// [`SignedRecord::into_verified`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedRecord {
+    signed: SignedRecord,
+    record: FileRecord,
+    key: [u8; keys::RO_KEY_LEN],
+}
+
+impl VerifiedRecord {
+    /// Whether it was checked against `key` (a record verified for one folder
+    /// proves nothing in another).
+    pub fn verified_with(&self, key: &RoKey) -> bool {
+        self.key == *key.as_bytes()
+    }
+
+    /// The decoded record.
+    pub const fn record(&self) -> &FileRecord {
+        &self.record
+    }
+
+    /// The signed bytes and the decoded record.
+    pub fn into_parts(self) -> (SignedRecord, FileRecord) {
+        (self.signed, self.record)
     }
 }
 
@@ -100,6 +138,22 @@ mod tests {
 
         let other = RwSecret::from_bytes([4; 20]).ro_key();
         assert_eq!(signed.verify(&other), Err(RecordError::BadSignature));
+    }
+
+    #[test]
+    fn a_verified_record_knows_its_key() {
+        let rw = RwSecret::from_bytes([3; 20]);
+        let other = RwSecret::from_bytes([4; 20]).ro_key();
+        let signed = SignedRecord::sign(&record(), &rw.signing_key()).unwrap();
+        assert_eq!(
+            signed.clone().into_verified(&other),
+            Err(RecordError::BadSignature)
+        );
+        let verified = signed.clone().into_verified(&rw.ro_key()).unwrap();
+        assert!(verified.verified_with(&rw.ro_key()));
+        assert!(!verified.verified_with(&other));
+        assert_eq!(verified.record(), &record());
+        assert_eq!(verified.into_parts(), (signed, record()));
     }
 
     #[test]

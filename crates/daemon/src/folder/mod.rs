@@ -59,6 +59,21 @@ pub(crate) enum FolderEvent {
         /// returned when the event is dropped (see `peer.rs`).
         _budget: tokio::sync::OwnedSemaphorePermit,
     },
+    /// A peer's index batch, its signatures checked on the connection's side
+    /// (so the folder thread, which does everything else, is not spent on them).
+    Records {
+        /// Who sent it.
+        peer: PeerId,
+        /// The batch's index id and last sequence.
+        index_id: u64,
+        last: Option<u64>,
+        /// Records whose signature held.
+        records: Vec<record::VerifiedRecord>,
+        /// Why the others were refused.
+        rejected: Vec<record::RecordError>,
+        /// As for [`FolderEvent::Message`].
+        _budget: tokio::sync::OwnedSemaphorePermit,
+    },
     /// A peer's channel ended.
     PeerDown {
         /// Who.
@@ -236,6 +251,14 @@ impl FolderTask {
                     FolderEvent::Message { peer, message, .. } => {
                         self.handle_message(peer, message, now)
                     }
+                    FolderEvent::Records {
+                        peer,
+                        index_id,
+                        last,
+                        records,
+                        rejected,
+                        ..
+                    } => self.handle_verified(peer, index_id, last, records, rejected),
                     FolderEvent::LocalChange(paths) => self.scan_paths(&paths)?,
                     FolderEvent::Rescan => self.full_scan()?,
                     FolderEvent::Tick => {
@@ -366,32 +389,14 @@ impl FolderTask {
         }
         match message {
             Message::Index(batch) | Message::IndexUpdate(batch) => {
-                if let (Some(p), Some(last)) = (self.peers.get_mut(&peer), batch.last_sequence()) {
-                    p.received = Some((batch.index_id(), last));
-                }
-                let records = batch
-                    .into_entries()
-                    .into_iter()
-                    .map(|e| {
-                        let (body, signature) = e.record.into_parts();
-                        SignedRecord::from_parts(body.to_vec(), signature)
-                    })
-                    .collect();
+                let (index_id, last) = (batch.index_id(), batch.last_sequence());
+                let records = crate::peer::signed_records(batch);
                 let index = &self.index;
                 let rejected = self
                     .engine
                     .handle_records(peer, records, &|p: &RelPath| lookup(index, p));
-                // A flood of bad records must not flood the log as well.
-                for r in rejected.iter().take(MAX_REJECTS_LOGGED) {
-                    tracing::warn!(peer = %r.peer, reason = %r.reason, "rejected a record");
-                }
-                if rejected.len() > MAX_REJECTS_LOGGED {
-                    tracing::warn!(
-                        peer = %peer,
-                        more = rejected.len() - MAX_REJECTS_LOGGED,
-                        "rejected more records in the same batch"
-                    );
-                }
+                let reasons = rejected.into_iter().map(|r| r.reason).collect();
+                self.after_batch(peer, index_id, last, reasons);
             }
             Message::Request(request) => {
                 let sent = self.serve(&link, request);
@@ -433,6 +438,53 @@ impl FolderTask {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A batch whose records were verified by the connection's task.
+    fn handle_verified(
+        &mut self,
+        peer: PeerId,
+        index_id: u64,
+        last: Option<u64>,
+        records: Vec<record::VerifiedRecord>,
+        mut rejected: Vec<record::RecordError>,
+    ) {
+        let Some(link) = self.peers.get(&peer).map(|p| &p.link) else {
+            return;
+        };
+        if link.access == Access::Encrypted {
+            return;
+        }
+        let index = &self.index;
+        let refused = self
+            .engine
+            .handle_verified(peer, records, &|p: &RelPath| lookup(index, p));
+        rejected.extend(refused.into_iter().map(|r| r.reason));
+        self.after_batch(peer, index_id, last, rejected);
+    }
+
+    /// Notes how far the peer's index has come, and logs what was refused.
+    fn after_batch(
+        &mut self,
+        peer: PeerId,
+        index_id: u64,
+        last: Option<u64>,
+        rejected: Vec<record::RecordError>,
+    ) {
+        if let (Some(p), Some(last)) = (self.peers.get_mut(&peer), last) {
+            p.received = Some((index_id, last));
+        }
+        // A flood of bad records must not flood the log as well.
+        for reason in rejected.iter().take(MAX_REJECTS_LOGGED) {
+            tracing::warn!(peer = %peer, reason = %reason, "rejected a record");
+        }
+        if rejected.len() > MAX_REJECTS_LOGGED {
+            tracing::warn!(
+                peer = %peer,
+                more = rejected.len() - MAX_REJECTS_LOGGED,
+                "rejected more records in the same batch"
+            );
         }
     }
 

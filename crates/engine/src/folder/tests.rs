@@ -125,6 +125,30 @@ fn forged_records_are_rejected_and_the_rest_applied() {
 }
 
 #[test]
+fn a_record_verified_for_another_folder_proves_nothing_here() {
+    let mut fx = Fixture::new();
+    let other = RwSecret::from_bytes([6; 20]);
+    let elsewhere = SignedRecord::sign(&file("evil", &[(1, 1)], 2, 0), &other.signing_key())
+        .unwrap()
+        .into_verified(&other.ro_key())
+        .unwrap();
+    let index = &fx.index;
+    let rejected = fx
+        .folder
+        .handle_verified(peer(1), vec![elsewhere], &|p: &RelPath| {
+            index.get(p).cloned()
+        });
+    assert_eq!(
+        rejected,
+        vec![Rejected {
+            peer: peer(1),
+            reason: RecordError::BadSignature
+        }]
+    );
+    assert!(fx.actions().is_empty());
+}
+
+#[test]
 fn a_new_file_is_looked_up_fetched_and_finalized() {
     let mut fx = Fixture::new();
     fx.folder.peer_connected(peer(1));
