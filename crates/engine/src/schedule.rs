@@ -66,7 +66,7 @@ impl Default for ScheduleConfig {
             active_files: 64,
             min_pipeline: 8,
             pipeline_time: Duration::from_millis(250),
-            max_pipeline_bytes: 64 << 20,
+            max_pipeline_bytes: 32 << 20,
             request_timeout: Duration::from_secs(60),
             endgame_depth: 4,
         }

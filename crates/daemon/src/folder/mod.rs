@@ -31,7 +31,7 @@ use crate::peer::PeerLink;
 use crate::status::{FolderStatus, MAX_NEEDED, NeededStatus, PeerStatus, StatusHandle, now_ms};
 
 /// Most bytes of responses waiting unsent to one peer before we answer "busy".
-const MAX_QUEUED_BYTES: u64 = 64 << 20;
+const MAX_QUEUED_BYTES: u64 = 32 << 20;
 /// Rejected records of one batch logged one by one; the rest are counted.
 const MAX_REJECTS_LOGGED: usize = 20;
 /// Events handled before completed files are flushed to disk together.
