@@ -106,28 +106,6 @@ pub(crate) enum Walked {
 /// wake-up of a sleeping thread) per chunk, not per entry.
 pub(crate) const WALK_CHUNK: usize = 128;
 
-/// Collects walked entries and sends them in chunks of [`WALK_CHUNK`].
-struct Out<'a> {
-    tx: &'a SyncSender<Vec<Walked>>,
-    buf: Vec<Walked>,
-}
-
-impl Out<'_> {
-    /// `false` once the receiver has hung up.
-    fn push(&mut self, w: Walked) -> bool {
-        self.buf.push(w);
-        self.buf.len() < WALK_CHUNK || self.flush()
-    }
-
-    fn flush(&mut self) -> bool {
-        if self.buf.is_empty() {
-            return true;
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(WALK_CHUNK));
-        self.tx.send(chunk).is_ok()
-    }
-}
-
 /// Walks each of `scopes` under `root` in turn (`None`: the whole folder), sending
 /// what it finds in chunks, in walk order. Returns when done or when the receiver
 /// hangs up.
@@ -137,16 +115,12 @@ pub(crate) fn walk(
     rules: &IgnoreRules,
     tx: &SyncSender<Vec<Walked>>,
 ) {
-    let mut out = Out {
-        tx,
-        buf: Vec::with_capacity(WALK_CHUNK),
-    };
-    for w in Walker::new(root, scopes.to_vec(), rules) {
-        if !out.push(w) {
+    let mut walker = Walker::new(root, scopes.to_vec(), rules);
+    while let Some(chunk) = walker.next_chunk() {
+        if tx.send(chunk).is_err() {
             return;
         }
     }
-    out.flush();
 }
 
 /// The walk as an iterator, for a caller that walks on its own thread (a scan of
