@@ -65,7 +65,9 @@ import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import load_manifest, proc_cpu, verify, wait_tree, worker  # noqa: E402
+from harness import (  # noqa: E402
+    fresh, load_manifest, log, proc_cpu, quiesce, sh, st_offline, verify, wait_for, wait_tree,
+    worker)
 
 BIN = os.path.abspath(os.environ.get("SWARMSYNC_BIN", os.path.join(HERE, "..", "target/release/swarmsync")))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -225,17 +227,6 @@ int main(int argc, char **argv) {
 }
 """
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
-
-
-def log(*a):
-    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
-
-
-def sh(*args, check=True, input=None):
-    r = subprocess.run(args, capture_output=True, text=True, input=input)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-    return r.stdout
 
 
 def parse_rate(s):
@@ -454,27 +445,6 @@ class Proc:
         self.out.close()
 
 
-def wait_for(what, cond, timeout=120, every=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(every)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def quiesce():
-    subprocess.run(["sync"], check=True)
-    time.sleep(PAUSE)
-
-
-def fresh(path):
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path
-
-
 # ---------------------------------------------------------------- swarmsync
 
 
@@ -506,7 +476,7 @@ def run_swarmsync(net, case, src, work, manifest):
         key = wait_for("A's scan", ready, timeout=RUN_TIMEOUT)
         if case == "ss-relay":  # A is on the relay before B starts
             wait_for("A registered at the relay", lambda: net_has_conn(net.ns["r"], RELAY_PORT), timeout=30)
-        quiesce()
+        quiesce(PAUSE)
         pa = worker(a.p.pid)
         cpu_a0 = proc_cpu(pa)
         c0 = counters(net)
@@ -596,20 +566,7 @@ def st_config(home, listen, folder_path, me, other, other_addr, paused):
     for el in o.findall("listenAddress"):
         o.remove(el)
     ET.SubElement(o, "listenAddress").text = listen
-    settings = {
-        "globalAnnounceServer": "", "globalAnnounceEnabled": "false",
-        "localAnnounceEnabled": "false", "relaysEnabled": "false", "natEnabled": "false",
-        "startBrowser": "false", "urAccepted": "-1", "urSeen": "3", "urURL": "",
-        "autoUpgradeIntervalH": "0", "releasesURL": "", "crashReportingEnabled": "false",
-        "crashReportingURL": "", "stunServer": "", "stunKeepaliveStartS": "0",
-        "stunKeepaliveMinS": "0", "announceLANAddresses": "false",
-        "restartOnWakeup": "false", "setLowPriority": "false",
-    }
-    for k, v in settings.items():
-        el = o.find(k)
-        if el is None:
-            el = ET.SubElement(o, k)
-        el.text = v
+    st_offline(o)
     g = root.find("gui")
     g.find("address").text = f"127.0.0.1:{ST_GUI}"
     g.find("apikey").text = ST_KEY
@@ -680,7 +637,7 @@ def run_syncthing(net, case, src, work, manifest):
 
         kind = wait_for("Syncthing peers connected", connection, timeout=120, every=0.3)
         pids = [worker(p.p.pid) for p in procs]
-        quiesce()
+        quiesce(PAUSE)
         cpu0 = [proc_cpu(p) for p in pids]
         c0 = counters(net)
         t0 = time.monotonic()

@@ -162,10 +162,19 @@ def wait_for(what, cond, timeout=120, every=0.1):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-def quiesce():
-    """The same state before every timer: caches written back, then a fixed pause."""
+def quiesce(pause=None):
+    """The same state before every timer: caches written back, then a fixed pause
+    (PAUSE, or the caller's own)."""
     subprocess.run(["sync"], check=True)
-    time.sleep(PAUSE)
+    time.sleep(PAUSE if pause is None else pause)
+
+
+def sh(*args, check=True, input=None):
+    """A command's stdout; raises with its stderr if it fails (unless check=False)."""
+    r = subprocess.run(args, capture_output=True, text=True, input=input)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
 
 
 # ---------------------------------------------------------------- trees
@@ -350,6 +359,42 @@ def st_config(home, port, gui, folder_path, me, other, other_port, paused, **kw)
                       [(other, f"tcp://127.0.0.1:{other_port}")], paused, **kw)
 
 
+# Every Syncthing feature that could reach outside the benchmark's namespaces (global
+# discovery, relays, NAT, STUN, usage / crash reporting, upgrades) off.
+ST_OFFLINE = {
+    "globalAnnounceServer": "",
+    "globalAnnounceEnabled": "false",
+    "localAnnounceEnabled": "false",
+    "relaysEnabled": "false",
+    "natEnabled": "false",
+    "startBrowser": "false",
+    "urAccepted": "-1",
+    "urSeen": "3",
+    "urURL": "",
+    "autoUpgradeIntervalH": "0",
+    "releasesURL": "",
+    "crashReportingEnabled": "false",
+    "crashReportingURL": "",
+    "stunServer": "",
+    "stunKeepaliveStartS": "0",
+    "stunKeepaliveMinS": "0",
+    "announceLANAddresses": "false",
+    "restartOnWakeup": "false",
+    # Syncthing renices itself by default; on a shared 2-core machine that would
+    # hand it a handicap swarmsync does not have.
+    "setLowPriority": "false",
+}
+
+
+def st_offline(options, first=None):
+    """Sets `first` (a dict, in its order), then ST_OFFLINE, on a config.xml <options>."""
+    for k, v in {**(first or {}), **ST_OFFLINE}.items():
+        el = options.find(k)
+        if el is None:
+            el = ET.SubElement(options, k)
+        el.text = v
+
+
 def st_config_devices(home, listen, gui_addr, folder_path, me, devices, paused,
                       watcher=False, watch_delay=10):
     """Edits a fresh home's config.xml before its first start: every discovery / relay /
@@ -363,34 +408,7 @@ def st_config_devices(home, listen, gui_addr, folder_path, me, devices, paused,
     for el in o.findall("listenAddress"):
         o.remove(el)
     ET.SubElement(o, "listenAddress").text = listen
-    settings = {
-        "globalAnnounceServer": "",
-        "globalAnnounceEnabled": "false",
-        "localAnnounceEnabled": "false",
-        "relaysEnabled": "false",
-        "natEnabled": "false",
-        "startBrowser": "false",
-        "urAccepted": "-1",
-        "urSeen": "3",
-        "urURL": "",
-        "autoUpgradeIntervalH": "0",
-        "releasesURL": "",
-        "crashReportingEnabled": "false",
-        "crashReportingURL": "",
-        "stunServer": "",
-        "stunKeepaliveStartS": "0",
-        "stunKeepaliveMinS": "0",
-        "announceLANAddresses": "false",
-        "restartOnWakeup": "false",
-        # Syncthing renices itself by default; on a shared 2-core machine that would
-        # hand it a handicap swarmsync does not have.
-        "setLowPriority": "false",
-    }
-    for k, v in settings.items():
-        el = o.find(k)
-        if el is None:
-            el = ET.SubElement(o, k)
-        el.text = v
+    st_offline(o)
     g = root.find("gui")
     g.find("address").text = gui_addr
     g.find("apikey").text = ST_KEY

@@ -66,8 +66,7 @@ import harness  # noqa: E402 - the process helpers of the sync benchmark
 harness.RUN = RUN  # its spawn() writes logs there
 
 
-def log(*a):
-    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+log = harness.log
 
 
 def loadavg():
@@ -149,24 +148,8 @@ def st_config(home, data):
     tree = ET.parse(cfg)
     root = tree.getroot()
     me = root.find("device").get("id")
-    o = root.find("options")
-    settings = {
-        "listenAddress": f"tcp://127.0.0.1:{ST_LISTEN}",
-        "globalAnnounceServer": "", "globalAnnounceEnabled": "false",
-        "localAnnounceEnabled": "false", "relaysEnabled": "false",
-        "natEnabled": "false", "startBrowser": "false", "urAccepted": "-1",
-        "urSeen": "3", "urURL": "", "autoUpgradeIntervalH": "0", "releasesURL": "",
-        "crashReportingEnabled": "false", "crashReportingURL": "", "stunServer": "",
-        "stunKeepaliveStartS": "0", "stunKeepaliveMinS": "0",
-        "announceLANAddresses": "false", "restartOnWakeup": "false",
-        # Syncthing renices itself by default: a handicap swarmsync does not have.
-        "setLowPriority": "false",
-    }
-    for k, v in settings.items():
-        el = o.find(k)
-        if el is None:
-            el = ET.SubElement(o, k)
-        el.text = v
+    harness.st_offline(root.find("options"),
+                       {"listenAddress": f"tcp://127.0.0.1:{ST_LISTEN}"})
     g = root.find("gui")
     g.find("address").text = f"127.0.0.1:{ST_GUI}"
     g.find("apikey").text = ST_KEY

@@ -32,7 +32,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 import xml.etree.ElementTree as ET
 
@@ -50,11 +49,7 @@ ST_GUI = 8384
 BRIDGE = "swbr0"
 
 
-def sh(*args, check=True, input=None):
-    r = subprocess.run(args, capture_output=True, text=True, input=input)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-    return r.stdout
+sh = H.sh
 
 
 def parse_rate(s):
