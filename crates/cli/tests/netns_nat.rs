@@ -77,6 +77,52 @@ impl Drop for Killed {
     }
 }
 
+/// The carrier of each connected peer of `node`.
+fn carriers(node: &Node) -> Vec<String> {
+    peers(node).into_iter().map(|(_, _, c)| c).collect()
+}
+
+/// A tracker and a relay on hosts of their own, and the arguments that make a
+/// peer find others only through them.
+fn tracker_and_relay(net: &mut Internet, tmp: &Path) -> ([Killed; 2], Vec<String>) {
+    let tracker_host = net.add_host("t");
+    let relay_host = net.add_host("r");
+    let tracker = serve(
+        &tracker_host,
+        &["tracker", "--listen", &format!("0.0.0.0:{TRACKER_PORT}")],
+        &tmp.join("tracker.log"),
+    );
+    let relay = serve(
+        &relay_host,
+        &["relay", "--listen", "0.0.0.0:22067"],
+        &tmp.join("relay.log"),
+    );
+    let args = [
+        "--no-lan",
+        "--no-dht",
+        "--no-pex",
+        "--no-upnp",
+        "--tracker",
+        &format!("{}:{TRACKER_PORT}", tracker_host.addr),
+        "--relay",
+        &format!("{}:22067", relay_host.addr),
+    ]
+    .map(str::to_owned);
+    ([tracker, relay], args.to_vec())
+}
+
+/// A in `ha` with the folder `a_dir`, then B in `hb` with A's secret, both with
+/// `args`; returns once their trees match, and again after B wrote a file.
+fn synced_pair(ha: &Host, hb: &Host, tmp: &Path, args: &[&str]) -> (Node, Node) {
+    let a = Node::start_in(ha, &tmp.join("a"), args);
+    let secret = printed_secret(&a);
+    let b = Node::start_in(hb, &tmp.join("b"), &[args, &["--secret", &secret]].concat());
+    wait_same(&[&a, &b]);
+    b.write("from-b.txt", b"and back");
+    wait_same(&[&a, &b]);
+    (a, b)
+}
+
 #[test]
 fn peers_behind_two_nats_punch_through_with_the_trackers_help() {
     let test = "peers_behind_two_nats_punch_through_with_the_trackers_help";
@@ -84,48 +130,17 @@ fn peers_behind_two_nats_punch_through_with_the_trackers_help() {
         return;
     }
     let mut net = Internet::create("nat");
-    let tracker_host = net.add_host("t");
-    let relay_host = net.add_host("r");
+    let tmp = tempfile::tempdir().unwrap();
+    // The relay is there too, as a last resort that must not be needed.
+    let (_servers, args) = tracker_and_relay(&mut net, tmp.path());
     let (ha, _gw_a) = net.add_nat_site("a");
     let (hb, _gw_b) = net.add_nat_site("b");
-    let tmp = tempfile::tempdir().unwrap();
-    let _tracker = serve(
-        &tracker_host,
-        &["tracker", "--listen", &format!("0.0.0.0:{TRACKER_PORT}")],
-        &tmp.path().join("tracker.log"),
-    );
-    // A relay is there too, as a last resort that must not be needed.
-    let _relay = serve(
-        &relay_host,
-        &["relay", "--listen", "0.0.0.0:22067"],
-        &tmp.path().join("relay.log"),
-    );
-    let relay_at = format!("{}:22067", relay_host.addr);
-    let at = format!("{}:{TRACKER_PORT}", tracker_host.addr);
-    let only_tracker = [
-        "--no-lan",
-        "--no-dht",
-        "--no-pex",
-        "--no-upnp",
-        "--tracker",
-        &at,
-        "--relay",
-        &relay_at,
-    ];
-    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_dir = tmp.path().join("a");
     fs::create_dir_all(a_dir.join("sub")).unwrap();
     fs::write(a_dir.join("hello.txt"), b"hello").unwrap();
     fs::write(a_dir.join("sub/big.bin"), noise(2 << 20, 5)).unwrap();
-    let a = Node::start_in(&ha, &a_dir, &only_tracker);
-    let secret = printed_secret(&a);
-    let b = Node::start_in(
-        &hb,
-        &b_dir,
-        &[&only_tracker[..], &["--secret", &secret]].concat(),
-    );
-    wait_same(&[&a, &b]);
-    b.write("from-b.txt", b"and back");
-    wait_same(&[&a, &b]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (a, b) = synced_pair(&ha, &hb, tmp.path(), &args);
     // Directly, over QUIC, through the punched hole.
     wait_until("a QUIC channel found by punching", &[&a, &b], || {
         peers(&a)
@@ -183,21 +198,10 @@ fn with_udp_blocked_behind_both_nats_peers_meet_through_the_relay() {
         "--relay",
         &relay_at,
     ];
-    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_dir = tmp.path().join("a");
     fs::create_dir_all(a_dir.join("sub")).unwrap();
     fs::write(a_dir.join("sub/big.bin"), noise(3 << 20, 9)).unwrap();
-    let a = Node::start_in(&ha, &a_dir, &only_relay);
-    let secret = printed_secret(&a);
-    let b = Node::start_in(
-        &hb,
-        &b_dir,
-        &[&only_relay[..], &["--secret", &secret]].concat(),
-    );
-    wait_same(&[&a, &b]);
-    b.write("from-b.txt", b"back through the relay");
-    wait_same(&[&a, &b]);
-    let carriers =
-        |node: &Node| -> Vec<String> { peers(node).into_iter().map(|(_, _, c)| c).collect() };
+    let (a, b) = synced_pair(&ha, &hb, tmp.path(), &only_relay);
     wait_until("both on the relay", &[&a, &b], || {
         carriers(&a) == ["relay"] && carriers(&b) == ["relay"]
     });
@@ -210,46 +214,15 @@ fn behind_two_symmetric_nats_punching_fails_and_the_relay_carries() {
         return;
     }
     let mut net = Internet::create("symm");
-    let tracker_host = net.add_host("t");
-    let relay_host = net.add_host("r");
+    let tmp = tempfile::tempdir().unwrap();
+    let (_servers, args) = tracker_and_relay(&mut net, tmp.path());
     let (ha, _gw_a) = net.add_nat_site_mapped("a", Mapping::Symmetric);
     let (hb, _gw_b) = net.add_nat_site_mapped("b", Mapping::Symmetric);
-    let tmp = tempfile::tempdir().unwrap();
-    let _tracker = serve(
-        &tracker_host,
-        &["tracker", "--listen", &format!("0.0.0.0:{TRACKER_PORT}")],
-        &tmp.path().join("tracker.log"),
-    );
-    let _relay = serve(
-        &relay_host,
-        &["relay", "--listen", "0.0.0.0:22067"],
-        &tmp.path().join("relay.log"),
-    );
-    let (tracker_at, relay_at) = (
-        format!("{}:{TRACKER_PORT}", tracker_host.addr),
-        format!("{}:22067", relay_host.addr),
-    );
-    let args = [
-        "--no-lan",
-        "--no-dht",
-        "--no-pex",
-        "--no-upnp",
-        "--tracker",
-        &tracker_at,
-        "--relay",
-        &relay_at,
-    ];
-    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a_dir = tmp.path().join("a");
     fs::create_dir_all(a_dir.join("sub")).unwrap();
     fs::write(a_dir.join("sub/big.bin"), noise(2 << 20, 11)).unwrap();
-    let a = Node::start_in(&ha, &a_dir, &args);
-    let secret = printed_secret(&a);
-    let b = Node::start_in(&hb, &b_dir, &[&args[..], &["--secret", &secret]].concat());
-    wait_same(&[&a, &b]);
-    b.write("from-b.txt", b"through the relay, both ways");
-    wait_same(&[&a, &b]);
-    let carriers =
-        |node: &Node| -> Vec<String> { peers(node).into_iter().map(|(_, _, c)| c).collect() };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (a, b) = synced_pair(&ha, &hb, tmp.path(), &args);
     wait_until("both on the relay", &[&a, &b], || {
         carriers(&a) == ["relay"] && carriers(&b) == ["relay"]
     });
@@ -322,8 +295,6 @@ fn peers_move_off_the_relay_once_a_direct_path_works() {
         ]
         .concat(),
     );
-    let carriers =
-        |node: &Node| -> Vec<String> { peers(node).into_iter().map(|(_, _, c)| c).collect() };
     wait_same(&[&a, &b]);
     wait_until("B on the relay", &[&a, &b], || carriers(&b) == ["relay"]);
     // The direct path opens: B's next retry of A's address replaces the
