@@ -70,6 +70,12 @@ pub(crate) const BATCH_FILES: usize = 64;
 /// goes alone, so small files are not held up behind it.
 pub(crate) const BATCH_BYTES: u64 = 512 * 1024;
 
+/// Whether `batch` is one big file (at least [`BATCH_BYTES`]), which goes alone
+/// and is hashed in a [`BigSlots`] slot.
+pub(crate) fn is_big(batch: &[Job]) -> bool {
+    matches!(batch, [job] if job.stat.size >= BATCH_BYTES)
+}
+
 /// How many big files (a batch of their own) may be hashed at once: one per core,
 /// each with a chunk window (up to 8 MiB) that belongs to the slot, not to the
 /// thread. There are more hashing threads than cores, so that more reads of small
@@ -135,8 +141,7 @@ pub(crate) fn work(
             },
             Err(_) => return,
         };
-        let is_big = matches!(batch.as_slice(), [job] if job.stat.size >= BATCH_BYTES);
-        let results = if is_big {
+        let results = if is_big(&batch) {
             match big.take() {
                 Some(mut slot) => hash_batch(batch, settings, &mut slot.buf),
                 None => hash_batch(batch, settings, &mut Vec::new()),

@@ -243,13 +243,13 @@ impl<'scope, 'env> Hashers<'scope, 'env> {
             let (done_tx, done_rx) = mpsc::channel::<Vec<Done>>();
             let job_rx = Arc::new(Mutex::new(job_rx));
             let big = Arc::new(BigSlots::new(big_slots));
-            let first = big_slots.clamp(1, threads);
-            for _ in 0..first {
+            // One thread per big-file slot first (`big_slots` is 1 to `threads`).
+            for _ in 0..big_slots {
                 let (jobs, done, big) = (Arc::clone(&job_rx), done_tx.clone(), Arc::clone(&big));
                 scope.spawn(move || hasher::work(&jobs, &done, settings, &big));
             }
-            let rest = (threads > first).then(|| Rest {
-                n: threads - first,
+            let rest = (threads > big_slots).then(|| Rest {
+                n: threads - big_slots,
                 jobs: job_rx,
                 done: done_tx,
                 big,
@@ -384,9 +384,8 @@ impl Run<'_> {
             let results = hasher::hash_batch(batch, h.settings, &mut h.buf);
             return self.on_results(w, results);
         }
-        let big = matches!(batch.as_slice(), [job] if job.stat.size >= BATCH_BYTES);
         h.pool();
-        if !big {
+        if !hasher::is_big(&batch) {
             h.start_rest();
         }
         let Some(pool) = h.pool.as_mut() else {
