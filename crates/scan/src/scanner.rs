@@ -16,7 +16,7 @@ use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::Scope;
 
-use index::{Entry, Index, LocalStat, RowId, Writer};
+use index::{Entry, Index, LocalStat, Writer};
 use record::{FileKind, FileRecord, RelPath};
 
 use crate::hasher::{
@@ -464,7 +464,7 @@ impl Run<'_> {
                 self.summary.bytes += f.stat.size;
                 if live.is_some_and(|s| s.kind == FileKind::File && s.local == local) {
                     if let Some(s) = live.filter(|s| s.mode == f.stat.mode) {
-                        self.seen_row(w, s.row);
+                        w.mark_seen_row(s.row);
                         return Ok(None);
                     }
                     // Only the permissions changed: no need to read the file.
@@ -497,7 +497,7 @@ impl Run<'_> {
                 if let Some(s) = live.filter(|s| s.kind == FileKind::Directory && same_mode(s.mode))
                 {
                     // A directory's mtime moves with every entry in it; not a change.
-                    self.seen_row(w, s.row);
+                    w.mark_seen_row(s.row);
                     return Ok(None);
                 }
                 let prev = w.get(&f.rel)?;
@@ -511,7 +511,7 @@ impl Run<'_> {
                     target: target.clone(),
                 };
                 if let Some(s) = live.filter(|s| s.kind == kind) {
-                    self.seen_row(w, s.row);
+                    w.mark_seen_row(s.row);
                     return Ok(None);
                 }
                 let prev = w.get(&f.rel)?;
@@ -567,11 +567,6 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// An unchanged entry: a mark in memory, nothing written.
-    fn seen_row(&mut self, w: &mut Writer<'_>, row: RowId) {
-        w.mark_seen_row(row);
-    }
-
     /// Writes `r` as this peer's new version of its path, after `prev`.
     fn commit_new(
         &mut self,
@@ -580,11 +575,12 @@ impl Run<'_> {
         prev: Option<&Entry>,
         local: Option<LocalStat>,
     ) -> Result<(), ScanError> {
-        match prepare::new_version(&self.author, r.clone(), prev, local) {
+        let path = r.path.clone();
+        match prepare::new_version(&self.author, r, prev, local) {
             Ok(v) => self.write_new(w, v),
             Err(reason) => {
-                self.summary.skip(r.path.to_string(), reason);
-                self.seen(w, &r.path)
+                self.summary.skip(path.to_string(), reason);
+                self.seen(w, &path)
             }
         }
     }
