@@ -57,7 +57,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -66,8 +65,8 @@ import xml.etree.ElementTree as ET
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import (  # noqa: E402
-    fresh, load_manifest, log, proc_cpu, quiesce, sh, st_offline, verify, wait_for, wait_tree,
-    worker)
+    fresh, load_manifest, log, med, proc_cpu, quiesce, sh, st_offline, verify, wait_for,
+    wait_tree, worker)
 
 BIN = os.path.abspath(os.environ.get("SWARMSYNC_BIN", os.path.join(HERE, "..", "target/release/swarmsync")))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -662,11 +661,6 @@ RUNNERS = {"ss-tcp": run_swarmsync, "ss-quic": run_swarmsync, "ss-relay": run_sw
 
 
 # ---------------------------------------------------------------- report
-
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
 
 
 def report(results, sizes, conditions):

@@ -953,6 +953,12 @@ def report(results, sizes, ceil, meta):
             if runs:
                 m[(case, tool)] = {f: med([r.get(f) for r in runs]) for f in fields}
 
+    def rows(case):
+        """(tool, medians, runs) of every tool that has runs of `case`, in TOOLS order."""
+        for tool in TOOLS:
+            if (case, tool) in m:
+                yield tool, m[(case, tool)], results[case][tool]
+
     def walls(runs):
         return ", ".join(f"{r['wall']:.2f}" for r in runs)
 
@@ -969,10 +975,7 @@ def report(results, sizes, ceil, meta):
                      "| peak RSS MB src / dst | wire MB | src scan s |")
         lines.append("|---|---|---|---|---|---|---|---|")
         for case in transfer:
-            for tool in TOOLS:
-                if (case, tool) not in m:
-                    continue
-                mm, runs = m[(case, tool)], results[case][tool]
+            for tool, mm, runs in rows(case):
                 cpu, rss = cpu_rss(mm)
                 rate = sizes[DATASET_OF[case]] / mm["wall"] / 1e6
                 wire = fmt(mm["wire"] / 1e6 if mm["wire"] is not None else None, ".1f")
@@ -987,10 +990,7 @@ def report(results, sizes, ceil, meta):
                      "IP rate / caps | share S0/S1/S2 % | peers | CPU-s (3 full + E) | "
                      "peak RSS MB full (max) / E | tbf drops |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
-        for tool in TOOLS:
-            if ("swarm", tool) not in m:
-                continue
-            mm, runs = m[("swarm", tool)], results["swarm"][tool]
+        for tool, mm, runs in rows("swarm"):
             cpu, rss = cpu_rss(mm)
             got = [mm[f"from_s{i}"] or 0 for i in range(3)]
             share = "/".join(f"{100 * g / sum(got):.0f}" for g in got) if sum(got) else "—"
@@ -1009,10 +1009,7 @@ def report(results, sizes, ceil, meta):
         lines.append("| tool | s (median; all) | wire KB at completion | wire KB incl. 2 s "
                      "after | CPU-s both (src+dst) | peak RSS MB src / dst | initial sync s |")
         lines.append("|---|---|---|---|---|---|---|")
-        for tool in TOOLS:
-            if ("edit", tool) not in m:
-                continue
-            mm, runs = m[("edit", tool)], results["edit"][tool]
+        for tool, mm, runs in rows("edit"):
             cpu, rss = cpu_rss(mm)
             kb = lambda x: fmt(x / 1e3 if x is not None else None, ".1f")  # noqa: E731
             lines.append(f"| {tool} | {mm['wall']:.2f} ({walls(runs)}) | {kb(mm['wire'])} | "
@@ -1025,10 +1022,7 @@ def report(results, sizes, ceil, meta):
         lines.append("| tool | s (median of round medians) | round medians | all samples s | "
                      "CPU-s both over the samples |")
         lines.append("|---|---|---|---|---|")
-        for tool in TOOLS:
-            if ("latency", tool) not in m:
-                continue
-            mm, runs = m[("latency", tool)], results["latency"][tool]
+        for tool, mm, runs in rows("latency"):
             allsamples = " ".join(f"{x:.2f}" for r in runs for x in r["samples"])
             lines.append(f"| {tool} | {mm['wall']:.3f} | {walls(runs)} | {allsamples} | "
                          f"{fmt(mm['cpu'])} |")

@@ -36,7 +36,6 @@ import copy
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -66,7 +65,7 @@ import harness  # noqa: E402 - the process helpers of the sync benchmark
 harness.RUN = RUN  # its spawn() writes logs there
 
 
-log = harness.log
+log, med = harness.log, harness.med
 
 
 def loadavg():
@@ -293,11 +292,6 @@ def hash_ceiling():
 
 
 # ---------------------------------------------------------------- report
-
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
 
 
 def report(results, sizes, cpu_ceil, meta):
