@@ -252,6 +252,14 @@ impl Writer<'_> {
         |e| classify(&self.path, e)
     }
 
+    /// The id of the row at `path`, if any.
+    fn row_id(&self, path: &RelPath) -> Result<Option<i64>, IndexError> {
+        self.tx
+            .prepare_cached("SELECT id FROM files WHERE path = ?1")
+            .and_then(|mut s| s.query_row([path.as_str()], |r| r.get(0)).optional())
+            .map_err(self.err())
+    }
+
     /// The record at `path` as this transaction sees it (including its own writes).
     pub fn get(&self, path: &RelPath) -> Result<Option<Entry>, IndexError> {
         get_on(&self.tx, &self.path, path)
@@ -315,11 +323,7 @@ impl Writer<'_> {
         // The row's id if the path has one, then a plain UPDATE by id or a plain
         // INSERT: an upsert with RETURNING (run as a trigger) needed a statement
         // journal on every put, opened and truncated each time.
-        let existing: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT id FROM files WHERE path = ?1")
-            .and_then(|mut s| s.query_row([r.path.as_str()], |row| row.get(0)).optional())
-            .map_err(self.err())?;
+        let existing = self.row_id(&r.path)?;
         let (disk_size, disk_secs, disk_nanos, disk_inode) = (
             local.map(|l| l.size as i64),
             local.map(|l| l.modified.secs),
@@ -449,12 +453,7 @@ impl Writer<'_> {
     /// Marks `path` as found by the running scan (see [`Index::unseen`]); a path
     /// with no row needs no mark.
     pub fn mark_seen(&mut self, path: &RelPath) -> Result<(), IndexError> {
-        let id: Option<i64> = self
-            .tx
-            .prepare_cached("SELECT id FROM files WHERE path = ?1")
-            .and_then(|mut s| s.query_row([path.as_str()], |r| r.get(0)).optional())
-            .map_err(self.err())?;
-        if let Some(id) = id {
+        if let Some(id) = self.row_id(path)? {
             self.seen.insert(id);
         }
         Ok(())
