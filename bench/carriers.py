@@ -66,7 +66,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import (  # noqa: E402
     fresh, load_manifest, log, med, proc_cpu, quiesce, sh, st_offline, verify, wait_for,
-    wait_tree, worker)
+    wait_tree, worker, write_results)
 
 BIN = os.path.abspath(os.environ.get("SWARMSYNC_BIN", os.path.join(HERE, "..", "target/release/swarmsync")))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -808,14 +808,8 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     conditions["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
     conditions["minutes"] = round((time.monotonic() - started) / 60, 1)
-    text = report(results, sizes, conditions)
-    if failures:
-        text += "\n\nFAILURES:\n" + "\n".join(failures)
-    with open(os.path.join(OUT, "results.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(OUT, "results.json"), "w") as f:
-        json.dump({"results": results, "conditions": conditions, "failures": failures}, f, indent=1)
-    print(text)
+    write_results(OUT, report(results, sizes, conditions), failures,
+                  {"results": results, "conditions": conditions, "failures": failures})
     sys.exit(1 if failures else 0)
 
 

@@ -1105,6 +1105,18 @@ def report(results, sizes, ceil, meta):
     return "\n".join(lines)
 
 
+def write_results(out, text, failures, raw):
+    """The report (and FAILURES, if any) to `out`/results.md and stdout, `raw` to
+    `out`/results.json."""
+    if failures:
+        text += "\n\nFAILURES:\n" + "\n".join(failures)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(raw, f, indent=1)
+    print(text)
+
+
 def keep_evidence(name, dst):
     """The peers' logs and a listing of the destination of a failed run, kept under
     $BENCH_OUT/failures/ (the next run of the same tool overwrites the logs in RUN)."""
@@ -1242,15 +1254,8 @@ def main():
     ceil = cpu_ceilings(dss["large"]) if "large" in dss else {}
     meta["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
     meta["minutes"] = round((time.time() - started) / 60, 1)
-    text = report(results, sizes, ceil, meta)
-    if failures:
-        text += "\n\nFAILURES:\n" + "\n".join(failures)
-    with open(os.path.join(OUT, "results.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(OUT, "results.json"), "w") as f:
-        json.dump({"results": results, "ceilings": ceil, "meta": meta,
-                   "failures": failures}, f, indent=1)
-    print(text)
+    write_results(OUT, report(results, sizes, ceil, meta), failures,
+                  {"results": results, "ceilings": ceil, "meta": meta, "failures": failures})
     sys.exit(1 if failures else 0)
 
 

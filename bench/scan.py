@@ -368,15 +368,9 @@ def inside():
     cpu_ceil["end"] = hash_ceiling()
     meta["loadavg_after"] = loadavg()
     meta["minutes"] = round((time.time() - started) / 60, 1)
-    text = report(results, sizes, cpu_ceil, meta)
-    if failures:
-        text += "\n\nFAILURES:\n" + "\n".join(failures)
-    with open(os.path.join(OUT, "results.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(OUT, "results.json"), "w") as f:
-        json.dump({"results": results, "cpu_ceilings": cpu_ceil, "meta": meta,
-                   "failures": failures}, f, indent=1)
-    print(text)
+    harness.write_results(OUT, report(results, sizes, cpu_ceil, meta), failures,
+                          {"results": results, "cpu_ceilings": cpu_ceil, "meta": meta,
+                           "failures": failures})
     return 1 if failures else 0
 
 
