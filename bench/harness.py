@@ -122,12 +122,13 @@ def children(pid):
 
 def worker(pid):
     """The process doing the work: Debian's syncthing forks a monitor even with
-    --no-restart; follow single children down to the last one."""
-    while True:
+    --no-restart; follow single children down to the last one (at most 16 levels)."""
+    for _ in range(16):
         kids = children(pid)
         if len(kids) != 1:
-            return pid
+            break
         pid = kids[0]
+    return pid
 
 
 def spawn(args, logname, env=None):

@@ -13,12 +13,7 @@ if pid == 0:
     os.execvp(argv[0], argv)
 for s in (signal.SIGTERM, signal.SIGINT):
     signal.signal(s, lambda n, _f: os.kill(pid, n))
-while True:
-    try:
-        _, status, ru = os.wait4(pid, 0)
-        break
-    except InterruptedError:
-        continue
+_, status, ru = os.wait4(pid, 0)  # retried by Python itself on EINTR (PEP 475)
 with open(out, "w") as f:
     json.dump({"cpu": ru.ru_utime + ru.ru_stime, "user": ru.ru_utime, "sys": ru.ru_stime,
                "maxrss_mb": ru.ru_maxrss * 1024 / 1e6}, f)
