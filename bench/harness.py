@@ -296,8 +296,7 @@ def run_swarmsync(src, dst, manifest):
     for f in ("ss-src.log", "ss-dst.log"):
         if os.path.exists(os.path.join(RUN, f)):
             os.remove(os.path.join(RUN, f))
-    off = ["--no-lan", "--no-dht", "--no-tracker", "--no-pex", "--no-relay", "--no-upnp"]
-    env = {"RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info")}
+    env = ss_env()
     a = b = None
     ds = os.path.basename(src)
 
@@ -310,7 +309,7 @@ def run_swarmsync(src, dst, manifest):
     try:
         t_start = time.monotonic()
         a = spawn(pre("src") + [SWARMSYNC, "sync", src, "--listen", f"127.0.0.1:{sport}",
-                   "--state", state] + off, "ss-src.log", env)
+                   "--state", state] + SS_OFF, "ss-src.log", env)
         logf = os.path.join(RUN, "ss-src.log")
 
         def ready():
@@ -331,7 +330,7 @@ def run_swarmsync(src, dst, manifest):
         n0 = nft_bytes("swarmsync")
         t0 = time.monotonic()
         b = spawn(pre("dst") + [SWARMSYNC, "sync", dst, "--listen", f"127.0.0.1:{dport}",
-                   "--secret", key, "--known-host", f"127.0.0.1:{sport}"] + off,
+                   "--secret", key, "--known-host", f"127.0.0.1:{sport}"] + SS_OFF,
                   "ss-dst.log", env)
         t1 = wait_tree(dst, manifest, t0 + RUN_TIMEOUT,
                        lambda: a.poll() is None and b.poll() is None)
