@@ -1164,6 +1164,16 @@ def settle(since):
         time.sleep(left)
 
 
+def in_host_netns():
+    """True if this process shares the network namespace of pid 1 (the host's, or the
+    container's): its loopback ports, nftables table and `swarm`'s bridge would be
+    made there, not in a namespace of the benchmark's own."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat("/proc/1/ns/net").st_ino
+    except OSError:
+        return False  # cannot tell (no /proc/1 access); run.sh is the documented way
+
+
 def check_cases():
     for c in CASES:
         if c not in ALL_CASES:
@@ -1173,6 +1183,9 @@ def check_cases():
 def main():
     global WORK
     check_cases()
+    if in_host_netns():
+        sys.exit("bench/harness.py runs inside the network namespace bench/run.sh makes "
+                 "(it is in pid 1's): use bench/run.sh")
     signal.signal(signal.SIGTERM, lambda n, _f: sys.exit(128 + n))  # run the finally blocks
     os.makedirs(RUN, exist_ok=True)
     # Trees of an earlier run: deleted now, and the first round waits SETTLE s after.

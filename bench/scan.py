@@ -341,6 +341,9 @@ def report(results, sizes, cpu_ceil, meta):
 
 
 def inside():
+    if harness.in_host_netns():
+        sys.exit(f"{NS_ENV} is set but this is pid 1's network namespace: "
+                 "start bench/scan.py without it")
     os.makedirs(RUN, exist_ok=True)
     manifests = {ds: harness.load_manifest(dataset_path(ds)) for ds in DATASETS}
     sizes = {ds: sum(mf.values()) for ds, mf in manifests.items()}
