@@ -45,17 +45,18 @@ mod db;
 mod error;
 mod files;
 mod peers;
+mod row;
 mod schema;
 mod seen;
+mod stream;
 
 pub use db::Index;
 pub use error::IndexError;
-pub use files::{
-    CheckedUpdate, DEFAULT_BATCH, Entry, LocalStat, StoredState, Stream, Update, Writer,
-};
+pub use files::{CheckedUpdate, Entry, LocalStat, StoredState, Update, Writer};
 pub use peers::{BlockLocation, IndexId, PeerState, Summary};
 pub use schema::SCHEMA_VERSION;
 pub use seen::RowId;
+pub use stream::{DEFAULT_BATCH, Stream};
 
 /// Where a folder's index lives by default, relative to the folder root (the
 /// `.sync/` directory must exist; it is never synced).
