@@ -11,8 +11,9 @@ use std::collections::BTreeSet;
 /// Row ids below this are kept as bits (at most 8 MiB of bitmap).
 const DENSE_LIMIT: i64 = 1 << 26;
 
-/// A row of the `files` table, as found by [`Writer::stored_state`]
-/// (`crate::Writer::stored_state`); only good for marking it seen.
+/// A row of the `files` table, as found by
+/// [`Writer::stored_state`](crate::Writer::stored_state); only good for marking
+/// it seen ([`Writer::mark_seen_row`](crate::Writer::mark_seen_row)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowId(pub(crate) i64);
 
