@@ -65,8 +65,8 @@ import xml.etree.ElementTree as ET
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import (  # noqa: E402
-    fresh, load_manifest, log, med, proc_cpu, quiesce, sh, st_offline, verify, wait_for,
-    wait_tree, worker, write_results)
+    fresh, kill_all, load_manifest, log, log_text, med, proc_cpu, quiesce, sh, st_offline,
+    verify, wait_for, wait_tree, worker, write_results)
 
 BIN = os.path.abspath(os.environ.get("SWARMSYNC_BIN", os.path.join(HERE, "..", "target/release/swarmsync")))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -338,20 +338,7 @@ class Net:
         return out
 
     def close(self):
-        pids = self.pids()
-        for p in pids:  # every process in these namespaces was started by this script
-            try:
-                os.kill(p, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        end = time.monotonic() + 5
-        while self.pids() and time.monotonic() < end:
-            time.sleep(0.2)
-        for p in self.pids():
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(self.pids, 5)  # every process in these namespaces was started by this script
         for ns in reversed(self.made):  # tc and nft state goes with its namespace
             sh("ip", "netns", "del", ns, check=False)
 
@@ -417,11 +404,7 @@ class Proc:
         return self.p.poll() is None
 
     def text(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return re.sub(r"\x1b\[[0-9;]*m", "", f.read())
-        except FileNotFoundError:
-            return ""
+        return log_text(self.log)
 
     def first(self, pattern):
         """Epoch time of the first log line matching `pattern` (tracing timestamps)."""

@@ -26,6 +26,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import log, log_text  # noqa: E402
 BIN = os.path.abspath(os.environ.get("SWARMSYNC_BIN", os.path.join(HERE, "..", "target/release/swarmsync")))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SOURCES = os.environ.get("BENCH_SOURCES", "known tracker opentracker dht pex").split()
@@ -34,10 +36,6 @@ PREFIX = f"swb-{os.getpid()}-"
 PORT = 41544
 TRACKER_PORT = 6969
 DHT_PORT = 41546
-
-
-def log(*a):
-    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
 
 
 def sh(*args, check=True):
@@ -82,11 +80,7 @@ class Proc:
                                   stdout=out, stderr=out, env=e)
 
     def text(self):
-        try:
-            with open(self.log, errors="replace") as f:
-                return re.sub(r"\x1b\[[0-9;]*m", "", f.read())
-        except FileNotFoundError:
-            return ""
+        return log_text(self.log)
 
     def first(self, pattern):
         """Seconds since start of the first log line matching `pattern`, or None."""

@@ -11,6 +11,7 @@ import filecmp
 import random
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -151,6 +152,33 @@ def stop(p, grace=20):
     except subprocess.TimeoutExpired:
         p.kill()
         p.wait()
+
+
+def kill_all(pids, grace):
+    """SIGTERM to every pid `pids()` lists, up to `grace` s for them to go, then SIGKILL
+    to those left. For namespaces of a script's own, where it started every process."""
+    for p in pids():
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    end = time.monotonic() + grace
+    while pids() and time.monotonic() < end:
+        time.sleep(0.2)
+    for p in pids():
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def log_text(path):
+    """A log file's text without ANSI colours ("" if it does not exist yet)."""
+    try:
+        with open(path, errors="replace") as f:
+            return re.sub(r"\x1b\[[0-9;]*m", "", f.read())
+    except FileNotFoundError:
+        return ""
 
 
 def wait_for(what, cond, timeout=120, every=0.1):

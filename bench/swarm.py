@@ -141,19 +141,7 @@ class Swarm:
         return out
 
     def close(self):
-        for p in self.pids():  # every process in these namespaces was started by us
-            try:
-                os.kill(p, 15)
-            except ProcessLookupError:
-                pass
-        end = time.monotonic() + 10
-        while self.pids() and time.monotonic() < end:
-            time.sleep(0.2)
-        for p in self.pids():
-            try:
-                os.kill(p, 9)
-            except ProcessLookupError:
-                pass
+        H.kill_all(self.pids, 10)  # every process in these namespaces was started by us
         for kind, name in reversed(self.made):
             if kind == "netns":
                 sh("ip", "netns", "del", name, check=False)
