@@ -395,7 +395,6 @@ class Proc:
         e = dict(os.environ, RUST_LOG="info")
         e.update(env or {})
         self.out = open(log_path, "ab")
-        self.started = time.time()
         # `ip netns exec` execs the command itself: self.p.pid is the program's pid.
         self.p = subprocess.Popen(["ip", "netns", "exec", ns] + args, stdin=subprocess.DEVNULL,
                                   stdout=self.out, stderr=self.out, env=e, start_new_session=True)

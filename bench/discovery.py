@@ -74,10 +74,10 @@ class Proc:
         self.log = log_path
         e = dict(os.environ, RUST_LOG="info,net=debug")
         e.update(env or {})
-        out = open(log_path, "wb")
+        self.out = open(log_path, "wb")
         self.started = time.time()
         self.p = subprocess.Popen(["ip", "netns", "exec", ns] + args, stdin=subprocess.DEVNULL,
-                                  stdout=out, stderr=out, env=e)
+                                  stdout=self.out, stderr=self.out, env=e)
 
     def text(self):
         return log_text(self.log)
@@ -102,6 +102,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+        self.out.close()
 
 
 def wait(what, cond, timeout=TIMEOUT):
