@@ -188,19 +188,23 @@ impl Stream<'_> {
     /// Live rows not marked seen, after `after`: walks the ids and paths of the
     /// live rows in path order (cheap: no blob is read) and reads in full only the
     /// unseen ones, up to one batch.
-    fn fill_unseen(&mut self, dir: Option<&str>, after: Option<String>) -> Result<(), IndexError> {
-        let mut after = after;
-        let mut cursor = after.clone().unwrap_or_default();
+    fn fill_unseen(
+        &mut self,
+        dir: Option<&str>,
+        mut after: Option<String>,
+    ) -> Result<(), IndexError> {
+        let index = self.index;
         let limit = self.batch.max(1024);
-        let err = self.index.err();
-        loop {
+        let err = index.err();
+        let full_row = format!("SELECT {COLS} FROM files WHERE id = ?1");
+        let exhausted = loop {
             let (lo, hi, range) = path_range(dir, after.as_deref());
             let sql = format!(
                 "SELECT id, path FROM files WHERE {range} AND deleted = 0 \
                  ORDER BY path LIMIT ?4"
             );
-            let rows: Vec<(i64, String)> = self
-                .index
+            let cursor = after.as_deref().unwrap_or_default();
+            let rows: Vec<(i64, String)> = index
                 .conn
                 .prepare_cached(&sql)
                 .and_then(|mut stmt| {
@@ -212,34 +216,33 @@ impl Stream<'_> {
                 .map_err(&err)?;
             let exhausted = rows.len() < limit;
             for (id, path) in rows {
-                cursor = path;
-                if self.index.seen.contains(id) {
+                after = Some(path);
+                if index.seen.contains(id) {
                     continue;
                 }
-                let raw = self
-                    .index
+                let raw = index
                     .conn
-                    .prepare_cached(&format!("SELECT {COLS} FROM files WHERE id = ?1"))
+                    .prepare_cached(&full_row)
                     .and_then(|mut stmt| stmt.query_row([id], |r| Ok(RawRow::read(r))))
                     .and_then(|r| r)
                     .map_err(&err)?;
-                self.buf.push_back(raw.decode(&self.index.path)?);
+                self.buf.push_back(raw.decode(&index.path)?);
                 if self.buf.len() >= self.batch {
                     break;
                 }
             }
-            if let Order::Path { after, .. } = &mut self.order {
-                *after = Some(cursor.clone());
-            }
-            after = Some(cursor.clone());
             if self.buf.len() >= self.batch {
-                return Ok(());
+                break false;
             }
             if exhausted {
-                self.done = true;
-                return Ok(());
+                break true;
             }
+        };
+        if let Order::Path { after: cursor, .. } = &mut self.order {
+            *cursor = after;
         }
+        self.done = exhausted;
+        Ok(())
     }
 }
 
