@@ -66,7 +66,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import (  # noqa: E402
     fresh, kill_all, load_manifest, log, log_text, med, proc_cpu, quiesce, sh, st_offline,
-    verify, wait_for, wait_tree, worker, write_results)
+    st_env, st_serve, verify, wait_for, wait_tree, worker, write_results)
 
 BIN = os.path.abspath(os.environ.get("SWARMSYNC_BIN", os.path.join(HERE, "..", "target/release/swarmsync")))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -589,13 +589,11 @@ def run_syncthing(net, case, src, work, manifest):
     # (Syncthing reuses it for outgoing TCP) the two SYNs cross and neither connects.
     st_config(homes[0], listen, src, ids[0], ids[1], "dynamic", paused=False)
     st_config(homes[1], listen, dst, ids[1], ids[0], f"{scheme}://{net.addr['a']}:{ST_PORT}", paused=True)
-    env = {"STNODEFAULTFOLDER": "1", "STNOUPGRADE": "1", "STNORESTART": "1", "HOME": work}
+    env = st_env(work)
     procs = []
     try:
         for h, side in ((homes[0], "a"), (homes[1], "b")):
-            procs.append(Proc(net.ns[side], ["syncthing", "serve", f"--home={h}", "--no-browser", "--no-restart",
-                                             "--no-upgrade", f"--gui-address=http://127.0.0.1:{ST_GUI}",
-                                             f"--gui-apikey={ST_KEY}", "--logflags=0"],
+            procs.append(Proc(net.ns[side], st_serve(h, f"127.0.0.1:{ST_GUI}", ST_KEY),
                               os.path.join(work, f"st-{side}.log"), env))
 
         def scanned():

@@ -465,6 +465,30 @@ def st_config_devices(home, listen, gui_addr, folder_path, me, devices, paused,
     tree.write(cfg)
 
 
+def st_serve(home, gui_addr, key=ST_KEY):
+    """The argv of one `syncthing serve` (GUI / REST on `gui_addr`, host:port)."""
+    return ["syncthing", "serve", f"--home={home}", "--no-browser", "--no-restart",
+            "--no-upgrade", f"--gui-address=http://{gui_addr}", f"--gui-apikey={key}",
+            "--logflags=0"]
+
+
+def st_env(home):
+    """Its environment: no default folder, no upgrade, no restart, $HOME = `home`."""
+    return {"STNODEFAULTFOLDER": "1", "STNOUPGRADE": "1", "STNORESTART": "1", "HOME": home}
+
+
+def st_homes():
+    """Two fresh Syncthing homes under WORK (src, dst) and their device ids."""
+    homes = [fresh(os.path.join(WORK, "st-src")), fresh(os.path.join(WORK, "st-dst"))]
+    ids = []
+    for h in homes:
+        subprocess.run(["syncthing", "generate", f"--home={h}", "--no-default-folder"],
+                       check=True, capture_output=True)
+        ids.append(ET.parse(os.path.join(h, "config.xml")).getroot()
+                   .find("device").get("id"))
+    return homes, ids
+
+
 def st_get(gui, path, host="127.0.0.1"):
     req = urllib.request.Request(f"http://{host}:{gui}{path}",
                                  headers={"X-API-Key": ST_KEY})
@@ -483,29 +507,19 @@ def st_send(gui, method, path, body, host="127.0.0.1", timeout=10):
 
 
 def run_syncthing(src, dst, manifest):
-    homes = [fresh(os.path.join(WORK, "st-src")), fresh(os.path.join(WORK, "st-dst"))]
-    ids = []
-    for h in homes:
-        subprocess.run(["syncthing", "generate", f"--home={h}", "--no-default-folder"],
-                       check=True, capture_output=True)
-        ids.append(ET.parse(os.path.join(h, "config.xml")).getroot()
-                   .find("device").get("id"))
+    homes, ids = st_homes()
     os.makedirs(os.path.join(src, ".stfolder"), exist_ok=True)
     os.makedirs(os.path.join(dst, ".stfolder"), exist_ok=True)
     sp, dp = PORTS["syncthing"]
     st_config(homes[0], sp, ST_GUI[0], src, ids[0], ids[1], dp, paused=False)
     st_config(homes[1], dp, ST_GUI[1], dst, ids[1], ids[0], sp, paused=True)
-    env = {"STNODEFAULTFOLDER": "1", "STNOUPGRADE": "1", "STNORESTART": "1",
-           "HOME": RUN}
+    env = st_env(RUN)
     procs = []
     try:
         t_start = time.monotonic()
         for h, gui, name in ((homes[0], ST_GUI[0], "st-src.log"),
                              (homes[1], ST_GUI[1], "st-dst.log")):
-            procs.append(spawn(
-                ["syncthing", "serve", f"--home={h}", "--no-browser", "--no-restart",
-                 "--no-upgrade", f"--gui-address=http://127.0.0.1:{gui}",
-                 f"--gui-apikey={ST_KEY}", "--logflags=0"], name, env))
+            procs.append(spawn(st_serve(h, f"127.0.0.1:{gui}"), name, env))
         a, b = procs
 
         def scanned():
@@ -687,30 +701,21 @@ def ss_pair(src, dst, tag):
 def st_pair(src, dst, watcher=False, watch_delay=10, dst_paused=False):
     """Two Syncthing instances on 127.0.0.1 (fresh homes under WORK); returns (procs, ids)
     once the source has scanned and the two are connected."""
-    homes = [fresh(os.path.join(WORK, "st-src")), fresh(os.path.join(WORK, "st-dst"))]
-    ids = []
-    for h in homes:
-        subprocess.run(["syncthing", "generate", f"--home={h}", "--no-default-folder"],
-                       check=True, capture_output=True)
-        ids.append(ET.parse(os.path.join(h, "config.xml")).getroot()
-                   .find("device").get("id"))
+    homes, ids = st_homes()
     for d in (src, dst):
         os.makedirs(os.path.join(d, ".stfolder"), exist_ok=True)
     sp, dp = PORTS["syncthing"]
     kw = {"watcher": watcher, "watch_delay": watch_delay}
     st_config(homes[0], sp, ST_GUI[0], src, ids[0], ids[1], dp, paused=False, **kw)
     st_config(homes[1], dp, ST_GUI[1], dst, ids[1], ids[0], sp, paused=dst_paused, **kw)
-    env = {"STNODEFAULTFOLDER": "1", "STNOUPGRADE": "1", "STNORESTART": "1", "HOME": WORK}
+    env = st_env(WORK)
     procs = []
     try:
         for h, gui, name in ((homes[0], ST_GUI[0], "st-src.log"),
                              (homes[1], ST_GUI[1], "st-dst.log")):
             if os.path.exists(os.path.join(RUN, name)):
                 os.remove(os.path.join(RUN, name))
-            procs.append(spawn(
-                ["syncthing", "serve", f"--home={h}", "--no-browser", "--no-restart",
-                 "--no-upgrade", f"--gui-address=http://127.0.0.1:{gui}",
-                 f"--gui-apikey={ST_KEY}", "--logflags=0"], name, env))
+            procs.append(spawn(st_serve(h, f"127.0.0.1:{gui}"), name, env))
 
         def alive():
             for p in procs:

@@ -190,12 +190,8 @@ def st_session(data, nfiles, cold, rescan_cold):
     subprocess.run(["syncthing", "generate", f"--home={home}", "--no-default-folder"],
                    check=True, capture_output=True)
     st_config(home, data)
-    env = {"STNODEFAULTFOLDER": "1", "STNOUPGRADE": "1", "STNORESTART": "1",
-           "HOME": RUN}
-    p = harness.spawn(["syncthing", "serve", f"--home={home}", "--no-browser",
-                       "--no-restart", "--no-upgrade",
-                       f"--gui-address=http://127.0.0.1:{ST_GUI}",
-                       f"--gui-apikey={ST_KEY}", "--logflags=0"], "st.log", env)
+    p = harness.spawn(harness.st_serve(home, f"127.0.0.1:{ST_GUI}", ST_KEY), "st.log",
+                      harness.st_env(RUN))
     try:
         def up():
             if p.poll() is not None:

@@ -249,12 +249,8 @@ class Swarm:
         return home, dev_id
 
     def st_start(self, name, home, logname):
-        env = {"STNODEFAULTFOLDER": "1", "STNOUPGRADE": "1", "STNORESTART": "1",
-               "HOME": os.path.join(self.work, "st")}
-        return self.spawn(name, ["syncthing", "serve", f"--home={home}", "--no-browser",
-                                 "--no-restart", "--no-upgrade",
-                                 f"--gui-address=http://{ADDR[name]}:{ST_GUI}",
-                                 f"--gui-apikey={H.ST_KEY}", "--logflags=0"], logname, env)
+        return self.spawn(name, H.st_serve(home, f"{ADDR[name]}:{ST_GUI}"), logname,
+                          H.st_env(os.path.join(self.work, "st")))
 
     def st_status(self, name):
         try:
