@@ -81,8 +81,8 @@ fn inbound_permits(message: &Message) -> u32 {
 pub(crate) struct Inbound {
     /// Takes in the peer's PeerExchange (none when PEX is off).
     pub(crate) pex: Option<PexInbound>,
-    /// Checks the signatures of index batches (none: the folder thread does).
-    pub(crate) verifier: Option<RoKey>,
+    /// Checks the signatures of index batches.
+    pub(crate) verifier: RoKey,
 }
 
 /// Runs one connection until either side ends it, then tells the folder.
@@ -166,14 +166,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         let Ok(permit) = budget.clone().acquire_many_owned(permits).await else {
                             return Ok(Ended::Eof);
                         };
-                        let event = match (message, &verifier) {
-                            (Message::Index(batch) | Message::IndexUpdate(batch), Some(key)) => {
-                                match verified(peer, batch, key, permit).await {
+                        let event = match message {
+                            Message::Index(batch) | Message::IndexUpdate(batch) => {
+                                match verified(peer, batch, &verifier, permit).await {
                                     Some(event) => event,
                                     None => return Ok(Ended::Eof),
                                 }
                             }
-                            (message, _) => FolderEvent::Message {
+                            message => FolderEvent::Message {
                                 peer,
                                 message,
                                 _budget: permit,
@@ -204,7 +204,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 const VERIFY_INLINE: usize = 16;
 
 /// The records of an index batch, as the engine takes them.
-pub(crate) fn signed_records(batch: IndexBatch) -> Vec<SignedRecord> {
+fn signed_records(batch: IndexBatch) -> Vec<SignedRecord> {
     batch
         .into_entries()
         .into_iter()

@@ -63,6 +63,9 @@ pub fn run(
         .build()
         .map_err(DaemonError::Runtime)?;
     let key = state.key().clone();
+    // Every connection checks index signatures with it (the folder task refuses
+    // a key without one, below, before anything connects).
+    let ro_key = key.ro_key().ok_or(DaemonError::EncryptedNotSupported)?;
     let me = state.peer_id();
     let task = FolderTask::open(
         options.root.clone(),
@@ -155,7 +158,7 @@ pub fn run(
                         pex.connected(folder, peer, conn.remote, generation);
                     }
                     let sharer = pex.as_ref().map(pex_peer);
-                    let verifier = key.ro_key();
+                    let verifier = ro_key.clone();
                     let inbound = pex.as_ref().map(|p| PexInbound::new(pex_peer(p)));
                     let task = tokio::spawn(async move {
                         let share = async {

@@ -49,7 +49,7 @@ pub(crate) enum FolderEvent {
         /// How to reach it.
         link: PeerLink,
     },
-    /// A message from a peer.
+    /// A message from a peer (but index batches: [`FolderEvent::Records`]).
     Message {
         /// Who sent it.
         peer: PeerId,
@@ -388,16 +388,6 @@ impl FolderTask {
             return;
         }
         match message {
-            Message::Index(batch) | Message::IndexUpdate(batch) => {
-                let (index_id, last) = (batch.index_id(), batch.last_sequence());
-                let records = crate::peer::signed_records(batch);
-                let index = &self.index;
-                let rejected = self
-                    .engine
-                    .handle_records(peer, records, &|p: &RelPath| lookup(index, p));
-                let reasons = rejected.into_iter().map(|r| r.reason).collect();
-                self.after_batch(peer, index_id, last, reasons);
-            }
             Message::Request(request) => {
                 let sent = self.serve(&link, request);
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -461,17 +451,6 @@ impl FolderTask {
             .engine
             .handle_verified(peer, records, &|p: &RelPath| lookup(index, p));
         rejected.extend(refused.into_iter().map(|r| r.reason));
-        self.after_batch(peer, index_id, last, rejected);
-    }
-
-    /// Notes how far the peer's index has come, and logs what was refused.
-    fn after_batch(
-        &mut self,
-        peer: PeerId,
-        index_id: u64,
-        last: Option<u64>,
-        rejected: Vec<record::RecordError>,
-    ) {
         if let (Some(p), Some(last)) = (self.peers.get_mut(&peer), last) {
             p.received = Some((index_id, last));
         }
@@ -566,9 +545,11 @@ impl FolderTask {
             .write_block(&request.path, &request.file_hash, request.offset, &data)
         {
             Ok(()) => {
-                if let Ok(temp) = self.disk.temp_path(&request.path, &request.file_hash) {
-                    self.writeback.wrote(&temp, data.len() as u64);
-                }
+                let disk = &self.disk;
+                self.writeback
+                    .wrote(&request.path, &request.file_hash, data.len() as u64, || {
+                        disk.temp_path(&request.path, &request.file_hash).ok()
+                    });
             }
             Err(e) => {
                 report_io("writing a block of", &request.path, &e);
