@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use record::RelPath;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
@@ -25,12 +27,15 @@ pub(crate) const EVERY: u64 = 32 << 20;
 /// reach [`EVERY`], and a forgotten one only misses its head start).
 const MAX_TRACKED: usize = 4096;
 
+/// Names a temporary: the file and the version (file hash) it collects.
+type Temp = (RelPath, [u8; 32]);
+
 /// The background fsync thread and how much each temporary has gained since
 /// its last fsync.
 pub(crate) struct Writeback {
     jobs: Option<SyncSender<PathBuf>>,
     thread: Option<JoinHandle<()>>,
-    unsynced: HashMap<PathBuf, u64>,
+    unsynced: HashMap<Temp, u64>,
 }
 
 impl Writeback {
@@ -66,29 +71,42 @@ impl Writeback {
         }
     }
 
-    /// `bytes` were written to `temp`.
-    pub(crate) fn wrote(&mut self, temp: &Path, bytes: u64) {
+    /// `bytes` were written to the temporary of version `hash` of `path`;
+    /// `locate` gives its place on disk, asked for only when an fsync is due
+    /// (finding it checks every parent directory for links).
+    pub(crate) fn wrote(
+        &mut self,
+        path: &RelPath,
+        hash: &[u8; 32],
+        bytes: u64,
+        locate: impl FnOnce() -> Option<PathBuf>,
+    ) {
         let Some(jobs) = &self.jobs else {
             return;
         };
-        if !self.unsynced.contains_key(temp) && self.unsynced.len() >= MAX_TRACKED {
+        let key = (path.clone(), *hash);
+        if !self.unsynced.contains_key(&key) && self.unsynced.len() >= MAX_TRACKED {
             self.unsynced.clear();
         }
-        let unsynced = self.unsynced.entry(temp.to_owned()).or_insert(0);
+        let unsynced = self.unsynced.entry(key).or_insert(0);
         *unsynced += bytes;
         if *unsynced < EVERY {
             return;
         }
         *unsynced = 0;
-        match jobs.try_send(temp.to_owned()) {
+        let Some(temp) = locate() else {
+            return;
+        };
+        match jobs.try_send(temp) {
             Ok(()) | Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => self.jobs = None,
         }
     }
 
-    /// `temp` is complete (or given up): no more early fsyncs for it.
-    pub(crate) fn forget(&mut self, temp: &Path) {
-        self.unsynced.remove(temp);
+    /// The temporary of version `hash` of `path` is complete (or given up): no
+    /// more early fsyncs for it.
+    pub(crate) fn forget(&mut self, path: &RelPath, hash: &[u8; 32]) {
+        self.unsynced.remove(&(path.clone(), *hash));
     }
 }
 
@@ -113,20 +131,41 @@ fn open_for_sync(path: &Path) -> std::io::Result<File> {
 mod tests {
     use super::*;
 
+    fn rel(s: &str) -> RelPath {
+        RelPath::new(s).unwrap()
+    }
+
     #[test]
     fn counts_per_temporary_and_survives_vanished_files() {
         let tmp = tempfile::tempdir().unwrap();
         let (a, gone) = (tmp.path().join("a"), tmp.path().join("gone"));
         std::fs::write(&a, b"data").unwrap();
+        let (ra, rgone, v) = (rel("a"), rel("gone"), [1; 32]);
         let mut wb = Writeback::start();
-        wb.wrote(&a, EVERY - 1);
-        assert_eq!(wb.unsynced.get(&a), Some(&(EVERY - 1)));
-        wb.wrote(&a, 1);
-        assert_eq!(wb.unsynced.get(&a), Some(&0), "reset once handed over");
+        let mut located = 0;
+        wb.wrote(&ra, &v, EVERY - 1, || {
+            located += 1;
+            Some(a.clone())
+        });
+        assert_eq!(located, 0, "located only when an fsync is due");
+        assert_eq!(wb.unsynced.get(&(ra.clone(), v)), Some(&(EVERY - 1)));
+        wb.wrote(&ra, &v, 1, || {
+            located += 1;
+            Some(a.clone())
+        });
+        assert_eq!(located, 1);
+        assert_eq!(
+            wb.unsynced.get(&(ra.clone(), v)),
+            Some(&0),
+            "reset once handed over"
+        );
+        // Another version of the same file is another temporary.
+        wb.wrote(&ra, &[2; 32], 1, || None);
+        assert_eq!(wb.unsynced.get(&(ra.clone(), v)), Some(&0));
         // A temporary that no longer exists costs nothing but a failed open.
-        wb.wrote(&gone, EVERY);
-        wb.forget(&a);
-        assert!(!wb.unsynced.contains_key(&a));
+        wb.wrote(&rgone, &v, EVERY, || Some(gone.clone()));
+        wb.forget(&ra, &v);
+        assert!(!wb.unsynced.contains_key(&(ra, v)));
         drop(wb); // joins the thread
     }
 
@@ -134,7 +173,7 @@ mod tests {
     fn tracking_is_bounded() {
         let mut wb = Writeback::start();
         for i in 0..MAX_TRACKED + 10 {
-            wb.wrote(Path::new(&format!("/nonexistent/{i}")), 1);
+            wb.wrote(&rel(&format!("f{i}")), &[0; 32], 1, || None);
         }
         assert!(wb.unsynced.len() <= MAX_TRACKED);
     }

@@ -117,9 +117,7 @@ impl FolderTask {
                 return;
             }
         }
-        if let Ok(temp) = self.disk.temp_path(&record.path, &record.hash) {
-            self.writeback.forget(&temp);
-        }
+        self.writeback.forget(&record.path, &record.hash);
         match self.disk.prepare(&record) {
             Ok(()) => {
                 self.finalizing_since.get_or_insert_with(Instant::now);
