@@ -76,6 +76,38 @@ pub(crate) fn is_big(batch: &[Job]) -> bool {
     matches!(batch, [job] if job.stat.size >= BATCH_BYTES)
 }
 
+/// Groups jobs into batches as they come: small files until [`BATCH_FILES`] or
+/// [`BATCH_BYTES`], a big file ([`is_big`]) alone, after what was pending.
+#[derive(Debug, Default)]
+pub(crate) struct Batcher {
+    pending: Batch,
+    bytes: u64,
+}
+
+impl Batcher {
+    /// Adds `job`; returns the batches now ready (with their bytes), in order.
+    pub(crate) fn push(&mut self, job: Job) -> [Option<(Batch, u64)>; 2] {
+        if job.stat.size >= BATCH_BYTES {
+            let bytes = job.stat.size;
+            return [self.take(), Some((vec![job], bytes))];
+        }
+        self.bytes += job.stat.size;
+        self.pending.push(job);
+        let full = self.pending.len() >= BATCH_FILES || self.bytes >= BATCH_BYTES;
+        [full.then(|| self.take()).flatten(), None]
+    }
+
+    /// The pending batch, if any.
+    pub(crate) fn take(&mut self) -> Option<(Batch, u64)> {
+        (!self.pending.is_empty()).then(|| {
+            (
+                std::mem::take(&mut self.pending),
+                std::mem::take(&mut self.bytes),
+            )
+        })
+    }
+}
+
 /// How many big files (a batch of their own) may be hashed at once: one per core,
 /// each with a chunk window (up to 8 MiB) that belongs to the slot, not to the
 /// thread. There are more hashing threads than cores, so that more reads of small
@@ -269,6 +301,46 @@ fn hash_file(job: &Job, settings: &Settings, buf: &mut Vec<u8>) -> Hashed {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn batches_hold_small_files_up_to_a_limit_and_a_big_file_alone() {
+        let job = |i: usize, size: u64| Job {
+            rel: RelPath::new(format!("f{i}")).unwrap(),
+            abs: PathBuf::from(format!("/nowhere/f{i}")),
+            stat: Stat {
+                size,
+                modified: record::Timestamp::default(),
+                mode: 0o644,
+                inode: 0,
+            },
+            prev: None,
+        };
+        let sizes = |b: &Batch| b.iter().map(|j| j.stat.size).collect::<Vec<_>>();
+        let mut b = Batcher::default();
+        let mut out = Vec::new();
+        // Full by count, then by bytes, then a big file after two small ones.
+        let mut jobs: Vec<u64> = vec![10; BATCH_FILES];
+        jobs.extend([BATCH_BYTES / 2, BATCH_BYTES / 2, 7, 8, BATCH_BYTES, 9]);
+        for (i, size) in jobs.into_iter().enumerate() {
+            for (batch, bytes) in b.push(job(i, size)).into_iter().flatten() {
+                assert_eq!(bytes, sizes(&batch).iter().sum::<u64>());
+                out.push(sizes(&batch));
+            }
+        }
+        out.extend(b.take().map(|(batch, _)| sizes(&batch)));
+        assert!(b.take().is_none());
+        assert_eq!(
+            out,
+            [
+                vec![10; BATCH_FILES],
+                vec![BATCH_BYTES / 2, BATCH_BYTES / 2],
+                vec![7, 8],
+                vec![BATCH_BYTES],
+                vec![9],
+            ]
+        );
+        assert!(is_big(&[job(0, BATCH_BYTES)]) && !is_big(&[job(0, BATCH_BYTES - 1)]));
+    }
 
     #[test]
     fn big_slots_bound_how_many_hold_one_at_once() {

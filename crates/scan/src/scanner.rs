@@ -19,9 +19,7 @@ use std::thread::Scope;
 use index::{Entry, Index, LocalStat, Writer};
 use record::{FileKind, FileRecord, RelPath};
 
-use crate::hasher::{
-    self, BATCH_BYTES, BATCH_FILES, Batch, BigSlots, Done, Job, Outcome, Settings,
-};
+use crate::hasher::{self, Batch, Batcher, BigSlots, Done, Job, Outcome, Settings};
 use crate::prepare::{self, Author, Change, FileResult, NewVersion, base_record, local_stat};
 use crate::rules::IgnoreRules;
 use crate::summary::{ScanSummary, SkipReason};
@@ -189,8 +187,7 @@ struct Hashers<'scope, 'env> {
     /// Chunk window for hashing on the calling thread.
     buf: Vec<u8>,
     /// The batch being filled.
-    pending: Batch,
-    pending_bytes: u64,
+    batcher: Batcher,
 }
 
 /// The hashing threads' channels.
@@ -227,8 +224,7 @@ impl<'scope, 'env> Hashers<'scope, 'env> {
             inline_files: 0,
             inline_bytes: 0,
             buf: Vec::new(),
-            pending: Vec::new(),
-            pending_bytes: 0,
+            batcher: Batcher::default(),
         }
     }
 
@@ -344,26 +340,17 @@ impl Run<'_> {
         h: &mut Hashers<'_, '_>,
         job: Job,
     ) -> Result<(), ScanError> {
-        if job.stat.size >= BATCH_BYTES {
-            self.flush(w, h)?;
-            let bytes = job.stat.size;
-            return self.dispatch(w, h, vec![job], bytes);
-        }
-        h.pending_bytes += job.stat.size;
-        h.pending.push(job);
-        if h.pending.len() >= BATCH_FILES || h.pending_bytes >= BATCH_BYTES {
-            self.flush(w, h)?;
+        for (batch, bytes) in h.batcher.push(job).into_iter().flatten() {
+            self.dispatch(w, h, batch, bytes)?;
         }
         Ok(())
     }
 
     fn flush(&mut self, w: &mut Writer<'_>, h: &mut Hashers<'_, '_>) -> Result<(), ScanError> {
-        if h.pending.is_empty() {
-            return Ok(());
+        match h.batcher.take() {
+            Some((batch, bytes)) => self.dispatch(w, h, batch, bytes),
+            None => Ok(()),
         }
-        let bytes = std::mem::take(&mut h.pending_bytes);
-        let batch = std::mem::take(&mut h.pending);
-        self.dispatch(w, h, batch, bytes)
     }
 
     /// Hashes `batch` here while the scan's work so far is small, else sends it to
