@@ -30,6 +30,7 @@ Environment (defaults in brackets):
   SCAN_SCALE [1]  SCAN_ROUNDS [3]  SCAN_DATASETS ["scan-small scan-large"]
   BENCH_ROOT [/var/tmp/swarmsync-bench]  SCAN_OUT [$BENCH_ROOT/scan]
   SCAN_NO_BUILD=1 (use target/release as it is)  BENCH_SEED [20261201]
+  SCAN_TIMEOUT [14400]  bound on the measuring half (seconds; then killed, and failed)
 Results: $SCAN_OUT/results.md (table), results.json (every run), conditions.txt.
 """
 import copy
@@ -57,6 +58,7 @@ ST_GUI = 22311
 ST_LISTEN = 22301
 ST_KEY = "scanbenchscanbenchscanbench"
 NS_ENV = "SCAN_BENCH_NETNS"
+TIMEOUT = float(os.environ.get("SCAN_TIMEOUT", "14400"))
 
 sys.dont_write_bytecode = True  # no __pycache__ in the shared tree
 sys.path.insert(0, HERE)
@@ -418,8 +420,12 @@ def outside():
         subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"],
                        check=True)
         env = dict(os.environ, **{NS_ENV: ns})
-        status = subprocess.run(["ip", "netns", "exec", ns, sys.executable,
-                                 os.path.abspath(__file__)], env=env).returncode
+        try:
+            status = subprocess.run(["ip", "netns", "exec", ns, sys.executable,
+                                     os.path.abspath(__file__)], env=env,
+                                    timeout=TIMEOUT).returncode
+        except subprocess.TimeoutExpired:
+            log(f"SCAN_TIMEOUT ({TIMEOUT:.0f} s) reached: stopped")
     finally:
         # Everything left in the namespace was started by this run.
         pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
