@@ -47,8 +47,13 @@ class Internet:
         self.router = PREFIX + "router"
         self.hosts = []
         sh("ip", "netns", "add", self.router)
-        sh("ip", "-n", self.router, "link", "set", "lo", "up")
-        sh("ip", "netns", "exec", self.router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+        try:
+            sh("ip", "-n", self.router, "link", "set", "lo", "up")
+            sh("ip", "netns", "exec", self.router, "sh", "-c",
+               "echo 1 > /proc/sys/net/ipv4/ip_forward")
+        except BaseException:
+            self.close()  # one_round's finally only sees a constructed Internet
+            raise
 
     def add_host(self, name):
         k = len(self.hosts) + 1
