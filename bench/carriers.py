@@ -65,8 +65,8 @@ import xml.etree.ElementTree as ET
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import (  # noqa: E402
-    fresh, kill_all, load_manifest, log, log_text, med, proc_cpu, quiesce, sh, st_offline,
-    st_env, st_serve, verify, wait_for, wait_tree, worker, write_results)
+    fresh, kill_all, load_manifest, log, log_text, med, printed_key, proc_cpu, quiesce, sh,
+    st_offline, st_env, st_serve, verify, wait_for, wait_tree, worker, write_results)
 
 BIN = os.path.abspath(os.environ.get("SWARMSYNC_BIN", os.path.join(HERE, "..", "target/release/swarmsync")))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -448,11 +448,7 @@ def run_swarmsync(net, case, src, work, manifest):
             if not a.alive():
                 raise RuntimeError("A exited:\n" + a.text()[-2000:])
             text = a.text()
-            key = None
-            for line in text.splitlines():
-                if line.startswith("read-write:"):
-                    key = line.split()[1]
-            return key if key and "scan:" in text else None
+            return printed_key(text)
 
         key = wait_for("A's scan", ready, timeout=RUN_TIMEOUT)
         if case == "ss-relay":  # A is on the relay before B starts

@@ -344,11 +344,7 @@ def run_swarmsync(src, dst, manifest):
             text = open(logf, errors="replace").read()
             if a.poll() is not None:
                 raise RuntimeError("swarmsync source exited:\n" + text[-2000:])
-            key = None
-            for line in text.splitlines():
-                if line.startswith("read-write:"):
-                    key = line.split()[1]
-            return key if key and "scan:" in text else None
+            return printed_key(text)
 
         key = wait_for("swarmsync source scan", ready, timeout=RUN_TIMEOUT)
         scan_s = time.monotonic() - t_start
@@ -650,16 +646,21 @@ def ss_env():
     return {"RUST_LOG": os.environ.get("BENCH_RUST_LOG", "info")}
 
 
-def ss_key(proc, logf):
-    """The folder key a swarmsync peer printed, once its first scan is done."""
-    text = open(logf, errors="replace").read()
-    if proc.poll() is not None:
-        raise RuntimeError(f"swarmsync {logf} exited:\n" + text[-2000:])
+def printed_key(text):
+    """The folder key in a swarmsync peer's log text, once its first scan is done."""
     key = None
     for line in text.splitlines():
         if line.startswith("read-write:"):
             key = line.split()[1]
     return key if key and "scan:" in text else None
+
+
+def ss_key(proc, logf):
+    """The folder key a swarmsync peer printed, once its first scan is done."""
+    text = open(logf, errors="replace").read()
+    if proc.poll() is not None:
+        raise RuntimeError(f"swarmsync {logf} exited:\n" + text[-2000:])
+    return printed_key(text)
 
 
 def log_count(logf, pattern):
