@@ -492,6 +492,16 @@ def st_get(gui, path, host="127.0.0.1"):
         return json.loads(r.read() or b"null")
 
 
+def st_connected(gui, dev_id, host="127.0.0.1"):
+    """Whether the instance with its REST API on host:gui is connected to `dev_id`
+    (falsy also while it is not up)."""
+    try:
+        c = st_get(gui, "/rest/system/connections", host)["connections"]
+        return c.get(dev_id, {}).get("connected")
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
 def st_send(gui, method, path, body, host="127.0.0.1", timeout=10):
     req = urllib.request.Request(
         f"http://{host}:{gui}{path}", method=method,
@@ -532,11 +542,7 @@ def run_syncthing(src, dst, manifest):
         scan_s = time.monotonic() - t_start
 
         def connected():
-            try:
-                c = st_get(ST_GUI[1], "/rest/system/connections")["connections"]
-                return c.get(ids[0], {}).get("connected")
-            except Exception:  # noqa: BLE001
-                return False
+            return st_connected(ST_GUI[1], ids[0])
 
         wait_for("syncthing peers connected", connected, timeout=120, every=0.2)
         pids = [worker(p.pid) for p in procs]
@@ -737,11 +743,7 @@ def st_pair(src, dst, watcher=False, watch_delay=10, dst_paused=False):
 
         def connected():
             alive()
-            try:
-                c = st_get(ST_GUI[1], "/rest/system/connections")["connections"]
-                return c.get(ids[0], {}).get("connected")
-            except Exception:  # noqa: BLE001
-                return False
+            return st_connected(ST_GUI[1], ids[0])
 
         wait_for("syncthing peers connected", connected, timeout=120, every=0.2)
     except BaseException:

@@ -259,11 +259,7 @@ class Swarm:
             return {}
 
     def st_connected(self, name, dev_id):
-        try:
-            c = H.st_get(ST_GUI, "/rest/system/connections", host=ADDR[name])["connections"]
-            return bool(c.get(dev_id, {}).get("connected"))
-        except Exception:  # noqa: BLE001
-            return False
+        return bool(H.st_connected(ST_GUI, dev_id, ADDR[name]))
 
     def st_seed(self):
         w = os.path.join(self.work, "st")
