@@ -38,6 +38,7 @@
 
 mod codec;
 mod conflict;
+pub mod delta;
 mod error;
 mod file;
 mod path;

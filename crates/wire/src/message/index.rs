@@ -57,12 +57,12 @@ impl SignedRecord {
         Self::MIN_WIRE_LEN + self.body.len()
     }
 
-    fn put(&self, out: &mut Vec<u8>) {
+    pub(crate) fn put(&self, out: &mut Vec<u8>) {
         out.put_prefixed(&self.body);
         out.extend_from_slice(self.signature.as_bytes());
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let body = r.bytes("record.body", MAX_RECORD_LEN)?;
         let signature = Signature(r.array::<SIGNATURE_LEN>("record.signature")?);
         Ok(Self { body, signature })

@@ -7,12 +7,14 @@
 
 mod availability;
 mod block;
+mod delta;
 mod index;
 mod pex;
 mod session;
 
 pub use availability::Availability;
 pub use block::{Block, BlockHint, Request, Response, ResponseError};
+pub use delta::{DeltaError, DeltaOp, IndexDelta, Record, RecordRequest};
 pub use index::{IndexBatch, IndexEntry, SignedRecord};
 pub use pex::{PeerExchange, WIRE_ADDR_V4_LEN, WIRE_ADDR_V6_LEN};
 pub use session::{Capabilities, Close, CloseCode, FolderState, Hello, Ping, Pong};
@@ -49,11 +51,17 @@ pub enum MessageType {
     Pong = 0x0a,
     /// [`Close`]
     Close = 0x0b,
+    /// [`IndexDelta`]
+    IndexDelta = 0x0c,
+    /// [`RecordRequest`]
+    RecordRequest = 0x0d,
+    /// [`Record`]
+    Record = 0x0e,
 }
 
 impl MessageType {
     /// Every type, in type-byte order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 14] = [
         Self::Hello,
         Self::FolderState,
         Self::Index,
@@ -65,6 +73,9 @@ impl MessageType {
         Self::Ping,
         Self::Pong,
         Self::Close,
+        Self::IndexDelta,
+        Self::RecordRequest,
+        Self::Record,
     ];
 
     /// The type byte.
@@ -86,6 +97,9 @@ impl MessageType {
             0x09 => Self::Ping,
             0x0a => Self::Pong,
             0x0b => Self::Close,
+            0x0c => Self::IndexDelta,
+            0x0d => Self::RecordRequest,
+            0x0e => Self::Record,
             _ => return None,
         })
     }
@@ -123,6 +137,15 @@ pub enum Message {
     Pong(Pong),
     /// The last message: why the sender closes the connection.
     Close(Close),
+    /// A record of the sender's index sent as the difference from an older
+    /// record of the same path (only to a peer whose Hello set
+    /// [`Capabilities::RECORD_DELTA`]).
+    IndexDelta(IndexDelta),
+    /// Asks for a whole record, after an [`IndexDelta`] whose base the asker
+    /// does not hold.
+    RecordRequest(RecordRequest),
+    /// Answers a [`RecordRequest`].
+    Record(Record),
 }
 
 impl Message {
@@ -140,6 +163,9 @@ impl Message {
             Self::Ping(_) => MessageType::Ping,
             Self::Pong(_) => MessageType::Pong,
             Self::Close(_) => MessageType::Close,
+            Self::IndexDelta(_) => MessageType::IndexDelta,
+            Self::RecordRequest(_) => MessageType::RecordRequest,
+            Self::Record(_) => MessageType::Record,
         }
     }
 
@@ -156,6 +182,9 @@ impl Message {
             Self::Ping(m) => m.put(out),
             Self::Pong(m) => m.put(out),
             Self::Close(m) => m.put(out),
+            Self::IndexDelta(m) => m.put(out),
+            Self::RecordRequest(m) => m.put(out),
+            Self::Record(m) => m.put(out),
         }
     }
 
@@ -173,6 +202,9 @@ impl Message {
             MessageType::Ping => Self::Ping(Ping::read(r)?),
             MessageType::Pong => Self::Pong(Pong::read(r)?),
             MessageType::Close => Self::Close(Close::read(r)?),
+            MessageType::IndexDelta => Self::IndexDelta(IndexDelta::read(r)?),
+            MessageType::RecordRequest => Self::RecordRequest(RecordRequest::read(r)?),
+            MessageType::Record => Self::Record(Record::read(r)?),
         })
     }
 }
@@ -195,7 +227,10 @@ impl_from!(
     PeerExchange,
     Ping,
     Pong,
-    Close
+    Close,
+    IndexDelta,
+    RecordRequest,
+    Record
 );
 
 /// A message payload: how it is written and read.

@@ -17,6 +17,11 @@ impl Capabilities {
     /// No optional feature.
     pub const NONE: Self = Self(0);
 
+    /// Bit 0: the sender understands [`IndexDelta`](crate::IndexDelta),
+    /// [`RecordRequest`](crate::RecordRequest) and [`Record`](crate::Record).
+    /// A peer sends IndexDelta only when both Hellos set it.
+    pub const RECORD_DELTA: Self = Self(1);
+
     /// True when every bit of `other` is set in `self`.
     pub const fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0

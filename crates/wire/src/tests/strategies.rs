@@ -140,6 +140,37 @@ fn close() -> impl Strategy<Value = Close> {
     })
 }
 
+fn delta_op() -> impl Strategy<Value = DeltaOp> {
+    prop_oneof![
+        (any::<u32>(), 1..100_000u32).prop_map(|(offset, len)| DeltaOp::Copy { offset, len }),
+        vec(any::<u8>(), 1..64).prop_map(|b| DeltaOp::Literal(b.into())),
+    ]
+}
+
+fn index_delta() -> impl Strategy<Value = IndexDelta> {
+    (
+        (any::<u64>(), any::<u64>(), text(), hash(), hash()),
+        vec(delta_op(), 0..8),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|((index_id, sequence, path, base, new), ops, sig)| {
+            let mut signature = [0; 64];
+            signature[..32].copy_from_slice(&sig);
+            IndexDelta::new(index_id, sequence, path, base, new, ops, Signature(signature))
+                .unwrap()
+        })
+}
+
+fn record_reply() -> impl Strategy<Value = Record> {
+    (any::<u64>(), any::<u64>(), proptest::option::of(signed_record())).prop_map(
+        |(index_id, sequence, record)| Record {
+            index_id,
+            sequence,
+            record,
+        },
+    )
+}
+
 /// Any message.
 pub(crate) fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
@@ -154,5 +185,13 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|nonce| Message::Ping(Ping { nonce })),
         any::<u64>().prop_map(|nonce| Message::Pong(Pong { nonce })),
         close().prop_map(Message::Close),
+        index_delta().prop_map(Message::IndexDelta),
+        (any::<u64>(), any::<u64>()).prop_map(|(index_id, sequence)| Message::RecordRequest(
+            RecordRequest {
+                index_id,
+                sequence
+            }
+        )),
+        record_reply().prop_map(Message::Record),
     ]
 }
