@@ -126,10 +126,55 @@ impl CheckedUpdate {
     }
 }
 
+/// Signed bodies at least this long keep the body they replace: below it, a
+/// whole record costs about what a delta would.
+pub const PREVIOUS_MIN_BODY: usize = 4096;
+
+/// The signed body a record replaced, and the sequence it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previous {
+    /// Its sequence number when it was current.
+    pub sequence: u64,
+    /// Its signed body, verbatim.
+    pub body: Vec<u8>,
+}
+
 impl Index {
     /// The record at `path`, if any (including tombstones).
     pub fn get(&self, path: &RelPath) -> Result<Option<Entry>, IndexError> {
-        get_on(&self.conn, &self.path, path)
+        get_on(&self.conn, &self.path, "path", &path.as_str())
+    }
+
+    /// The record whose sequence is `sequence`, if it is still current (a
+    /// later change of its path gives it a new sequence).
+    pub fn get_by_sequence(&self, sequence: u64) -> Result<Option<Entry>, IndexError> {
+        let Ok(sequence) = i64::try_from(sequence) else {
+            return Ok(None);
+        };
+        get_on(&self.conn, &self.path, "sequence", &sequence)
+    }
+
+    /// The signed body that the record at `path` replaced, when that record has
+    /// a signed body of at least [`PREVIOUS_MIN_BODY`] bytes and replaced a
+    /// signed one. Only the last is kept.
+    pub fn previous(&self, path: &RelPath) -> Result<Option<Previous>, IndexError> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT prev_sequence, prev_body FROM files \
+                 WHERE path = ?1 AND prev_sequence IS NOT NULL AND prev_body IS NOT NULL",
+            )
+            .and_then(|mut s| {
+                s.query_row([path.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| classify(&self.path, e))?;
+        Ok(row.and_then(|(sequence, body)| {
+            Some(Previous {
+                sequence: u64::try_from(sequence).ok()?,
+                body,
+            })
+        }))
     }
 
     /// Forgets the paths marked seen (start of a scan). The marks live in
@@ -188,7 +233,7 @@ impl Writer<'_> {
 
     /// The record at `path` as this transaction sees it (including its own writes).
     pub fn get(&self, path: &RelPath) -> Result<Option<Entry>, IndexError> {
-        get_on(&self.tx, &self.path, path)
+        get_on(&self.tx, &self.path, "path", &path.as_str())
     }
 
     /// Kind, mode, tombstone flag and disk state of the record at `path`, as this
@@ -257,6 +302,8 @@ impl Writer<'_> {
             local.map(|l| l.inode as i64),
         );
         let (size, seq_col) = (r.size as i64, seq as i64);
+        // A large record keeps the body it replaces (see `Index::previous`).
+        let keep_previous = body.is_some_and(|b| b.len() >= PREVIOUS_MIN_BODY);
         let values: [&dyn rusqlite::ToSql; 19] = [
             &r.path.as_str(),
             &kind,
@@ -286,11 +333,15 @@ impl Writer<'_> {
                          mtime_secs = ?5, mtime_nanos = ?6, mode = ?7, version = ?8, deleted = ?9, \
                          blocks = ?10, hash = ?11, sequence = ?12, body = ?13, signature = ?14, \
                          local_only = ?15, disk_size = ?16, disk_mtime_secs = ?17, \
-                         disk_mtime_nanos = ?18, disk_inode = ?19 WHERE id = ?20 AND path = ?1",
+                         disk_mtime_nanos = ?18, disk_inode = ?19, \
+                         prev_sequence = CASE WHEN ?21 THEN sequence END, \
+                         prev_body = CASE WHEN ?21 THEN body END \
+                         WHERE id = ?20 AND path = ?1",
                     )
                     .and_then(|mut stmt| {
                         let mut with_id = values.to_vec();
                         with_id.push(&id);
+                        with_id.push(&keep_previous);
                         stmt.execute(&*with_id)
                     })
                     .map_err(self.err())?;
@@ -414,16 +465,18 @@ impl Writer<'_> {
     }
 }
 
+/// The row whose `column` (unique: `path` or `sequence`) is `key`.
 fn get_on(
     conn: &rusqlite::Connection,
     db: &Path,
-    path: &RelPath,
+    column: &str,
+    key: &dyn rusqlite::ToSql,
 ) -> Result<Option<Entry>, IndexError> {
-    let sql = format!("SELECT {COLS} FROM files WHERE path = ?1");
+    let sql = format!("SELECT {COLS} FROM files WHERE {column} = ?1");
     let err = |e| classify(db, e);
     let row = conn
         .prepare_cached(&sql)
-        .and_then(|mut stmt| stmt.query_row([path.as_str()], |r| Ok(RawRow::read(r))))
+        .and_then(|mut stmt| stmt.query_row([key], |r| Ok(RawRow::read(r))))
         .optional()
         .map_err(err)?;
     row.transpose()

@@ -52,7 +52,9 @@ mod stream;
 
 pub use db::Index;
 pub use error::IndexError;
-pub use files::{CheckedUpdate, Entry, LocalStat, StoredState, Update, Writer};
+pub use files::{
+    CheckedUpdate, Entry, LocalStat, PREVIOUS_MIN_BODY, Previous, StoredState, Update, Writer,
+};
 pub use peers::{BlockLocation, IndexId, PeerState, Summary};
 pub use schema::SCHEMA_VERSION;
 pub use seen::RowId;

@@ -54,8 +54,16 @@ CREATE TABLE peers (
 ) WITHOUT ROWID;
 ";
 
+/// Schema version 2: a large file's previous signed body, so that its next
+/// record can be sent to peers as a delta from the one they hold (see
+/// [`Index::previous`](crate::Index::previous)).
+const V2: &str = "
+ALTER TABLE files ADD COLUMN prev_sequence INTEGER;   -- sequence of the body below
+ALTER TABLE files ADD COLUMN prev_body BLOB;          -- the replaced signed body
+";
+
 /// The migrations, in order; the schema version is their count.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

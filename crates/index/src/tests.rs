@@ -569,3 +569,48 @@ fn replaced_and_removed_files_leave_no_block_rows_behind() {
     assert_eq!(ix.block_locations(&[4; 32], 10).unwrap().len(), 1);
     ix.integrity_check().unwrap();
 }
+
+#[test]
+fn a_large_record_keeps_the_body_it_replaced() {
+    let rw = RwSecret::from_bytes([5; 20]);
+    let signed_put = |ix: &mut Index, r: &FileRecord| {
+        let signed = SignedRecord::sign(r, &rw.signing_key()).unwrap();
+        let seq = ix
+            .put(Update {
+                record: r.clone(),
+                signed: Some(signed.clone()),
+                local_only: false,
+                local: None,
+            })
+            .unwrap();
+        (seq, signed)
+    };
+    let big = |h: u8| {
+        let blocks: Vec<(u32, u8)> = (0..200u32).map(|i| (1000, (i as u8) ^ h)).collect();
+        file("big.img", &blocks)
+    };
+    let mut ix = Index::open_in_memory().unwrap();
+    let path = RelPath::new("big.img").unwrap();
+    let (first_seq, first) = signed_put(&mut ix, &big(0));
+    assert!(first.body().len() >= PREVIOUS_MIN_BODY);
+    // The first record replaced nothing.
+    assert_eq!(ix.previous(&path).unwrap(), None);
+    let (second_seq, second) = signed_put(&mut ix, &big(1));
+    assert_eq!(
+        ix.previous(&path).unwrap(),
+        Some(Previous {
+            sequence: first_seq,
+            body: first.body().to_vec(),
+        })
+    );
+    // Only the current sequence is found by sequence.
+    assert!(ix.get_by_sequence(first_seq).unwrap().is_none());
+    let current = ix.get_by_sequence(second_seq).unwrap().unwrap();
+    assert_eq!(current.signed, Some(second));
+    assert!(ix.get_by_sequence(u64::MAX).unwrap().is_none());
+    // A small record keeps nothing, nor does an unsigned one.
+    signed_put(&mut ix, &file("big.img", &[(10, 1)]));
+    assert_eq!(ix.previous(&path).unwrap(), None);
+    ix.put(upd(big(2))).unwrap();
+    assert_eq!(ix.previous(&path).unwrap(), None);
+}
