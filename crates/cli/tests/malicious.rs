@@ -587,6 +587,60 @@ fn records_with_forged_signatures_are_rejected() {
     s.assert_still_syncs();
 }
 
+#[test]
+fn forged_records_sent_as_deltas_or_asked_for_are_rejected() {
+    let s = scene();
+    let other = FolderKey::ReadWrite(RwSecret::generate().unwrap());
+    runtime().block_on(async {
+        let mut evil = Evil::connect(&s.node, &s.key).await;
+        let newer = evil.dominating_version();
+        let (forged, signature) = signed(&other, body("keep.txt", Kind::File(b"mine"), &newer));
+        // A delta from a base the node does not hold: it asks for the whole record…
+        evil.seq += 1;
+        let delta = wire::IndexDelta::new(
+            1,
+            evil.seq,
+            Text::new("keep.txt").unwrap(),
+            [7; 32],
+            [8; 32],
+            vec![wire::DeltaOp::Literal(forged.clone().into())],
+            signature,
+        )
+        .unwrap();
+        evil.send(Message::IndexDelta(delta)).await;
+        let asked = evil
+            .expect("a request for the whole record", |m| match m {
+                Message::RecordRequest(r) => Some(*r),
+                _ => None,
+            })
+            .await;
+        assert_eq!(asked.sequence, evil.seq);
+        // …and rejects the forged one it is given, and one it did not ask for.
+        let reply = |sequence| {
+            Message::Record(wire::Record {
+                index_id: 1,
+                sequence,
+                record: Some(wire::SignedRecord::new(forged.clone(), signature).unwrap()),
+            })
+        };
+        evil.send(reply(asked.sequence + 100)).await;
+        evil.send(reply(asked.sequence)).await;
+        s.wait_log(
+            "the forged record rejected and logged with the peer",
+            &["rejected a record", &evil.id(), "signature"],
+            1,
+        );
+        evil.ping(3).await;
+    });
+    assert_eq!(
+        s.log_lines(&["rejected a record", "signature"]),
+        1,
+        "the record nobody asked for was not even looked at"
+    );
+    s.assert_intact();
+    s.assert_still_syncs();
+}
+
 // ---------------------------------------------------------------------------
 // 3. A read-only peer cannot originate a change, but may forward one.
 

@@ -58,10 +58,11 @@ pub fn diff(base: &[u8], new: &[u8]) -> Result<Vec<Piece>, RecordError> {
     let mut pieces = Pieces::default();
 
     // The header: its unchanged start (format, path, kind …) is copied.
-    let (base_head, new_head) = (&base[..base_blocks], &new[..new_blocks]);
+    let head = |body: &[u8], end: usize| body.get(..end).unwrap_or_default().to_vec();
+    let (base_head, new_head) = (head(base, base_blocks), head(new, new_blocks));
     let same = base_head
         .iter()
-        .zip(new_head)
+        .zip(&new_head)
         .take_while(|(a, b)| a == b)
         .count();
     pieces.copy(0, same);
@@ -96,7 +97,8 @@ pub fn diff(base: &[u8], new: &[u8]) -> Result<Vec<Piece>, RecordError> {
 
 /// The block entries of a body whose list starts at `start`.
 fn entries(body: &[u8], start: usize) -> Vec<&[u8; BLOCK_ENTRY_LEN]> {
-    body[start..]
+    body.get(start..)
+        .unwrap_or_default()
         .chunks_exact(BLOCK_ENTRY_LEN)
         .filter_map(|e| e.try_into().ok())
         .collect()
@@ -205,7 +207,10 @@ mod tests {
         assert_eq!(apply(&base, &new, &pieces), new);
         // Two new blocks and the header from its size field on: well under
         // one block list's worth.
-        assert!(literal_bytes(&pieces) < 2 * BLOCK_ENTRY_LEN + 100, "{pieces:?}");
+        assert!(
+            literal_bytes(&pieces) < 2 * BLOCK_ENTRY_LEN + 100,
+            "{pieces:?}"
+        );
         assert!(pieces.len() <= 6, "{pieces:?}");
     }
 
@@ -217,7 +222,9 @@ mod tests {
             (0..120).filter(|b| b % 7 != 0).collect(),
             (60..120).chain(0..60).collect(),
             vec![],
-            (0..120).map(|b| if b % 10 == 0 { 200 } else { b }).collect(),
+            (0..120)
+                .map(|b| if b % 10 == 0 { 200 } else { b })
+                .collect(),
             (0..240).map(|b| (b % 120) as u8).collect(),
         ];
         for edited in cases {

@@ -8,6 +8,7 @@
 //! index gained since they were last told.
 
 mod apply;
+mod delta;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -105,6 +106,8 @@ struct Peer {
     sent_bytes: u64,
     /// The same at the last status snapshot, for rates.
     last_sample: (u64, u64),
+    /// Records sent as deltas, both ways.
+    deltas: delta::DeltaState,
 }
 
 impl Peer {
@@ -117,6 +120,7 @@ impl Peer {
             received_bytes: 0,
             sent_bytes: 0,
             last_sample: (0, 0),
+            deltas: delta::DeltaState::default(),
         }
     }
 }
@@ -127,6 +131,8 @@ pub(crate) struct FolderTask {
     writeback: crate::writeback::Writeback,
     index: Index,
     engine: Folder,
+    /// Checks records rebuilt from deltas (batches are checked by `peer.rs`).
+    ro_key: keys::RoKey,
     scan: ScanOptions,
     me: PeerId,
     access: Access,
@@ -180,7 +186,7 @@ impl FolderTask {
         let index = Index::open_exclusive(index_path)?;
         let scan = ScanOptions::new(me.short(), signer.clone());
         let engine = Folder::new(FolderConfig {
-            ro_key,
+            ro_key: ro_key.clone(),
             signer,
             schedule: ScheduleConfig::default(),
         });
@@ -193,6 +199,7 @@ impl FolderTask {
             writeback: crate::writeback::Writeback::start(),
             index,
             engine,
+            ro_key,
             scan,
             me,
             access: key.access(),
@@ -344,11 +351,12 @@ impl FolderTask {
 
     fn peer_up(&mut self, peer: PeerId, link: PeerLink) {
         tracing::info!(peer = %peer, remote = %link.remote, access = %link.access, "peer connected");
-        let hello = Hello::new(
+        let mut hello = Hello::new(
             self.me,
             Text::truncated(&self.software),
             Text::truncated(""),
         );
+        hello.capabilities = wire::Capabilities::RECORD_DELTA;
         link.send(Message::Hello(hello));
         let held = self.index.peer_state(&peer).ok().flatten();
         link.send(Message::FolderState(FolderState {
@@ -412,6 +420,16 @@ impl FolderTask {
             Message::Ping(ping) => {
                 link.send(Message::Pong(wire::Pong { nonce: ping.nonce }));
             }
+            Message::Hello(hello) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.deltas.enabled = hello
+                        .capabilities
+                        .contains(wire::Capabilities::RECORD_DELTA);
+                }
+            }
+            Message::IndexDelta(delta) => self.receive_delta(peer, delta),
+            Message::RecordRequest(request) => self.answer_record_request(&link, request),
+            Message::Record(reply) => self.receive_record(peer, reply),
             Message::FolderState(state) => {
                 // Resume where the peer's copy of our index ends, if it is of this index.
                 let ours = self.index.index_id().0;
@@ -569,7 +587,19 @@ impl FolderTask {
             let first = from == 0;
             let mut sent = from;
             let mut batch = IndexBatch::with_limit(index_id, INDEX_BATCH_BYTES);
-            let mut batches = Vec::new();
+            let mut messages = Vec::new();
+            let flush = |batch: &mut IndexBatch, messages: &mut Vec<Message>| {
+                if batch.is_empty() {
+                    return;
+                }
+                let full =
+                    std::mem::replace(batch, IndexBatch::with_limit(index_id, INDEX_BATCH_BYTES));
+                messages.push(if first && messages.is_empty() {
+                    Message::Index(full)
+                } else {
+                    Message::IndexUpdate(full)
+                });
+            };
             for entry in self.index.announce_since(from, index::DEFAULT_BATCH) {
                 let entry = match entry {
                     Ok(entry) => entry,
@@ -580,6 +610,24 @@ impl FolderTask {
                 };
                 sent = sent.max(entry.sequence);
                 let Some(signed) = entry.signed else { continue };
+                // A large record the peer was sent the previous version of
+                // goes as the difference from it.
+                if peer.deltas.enabled
+                    && signed.body().len() >= index::PREVIOUS_MIN_BODY
+                    && let Ok(Some(previous)) = self.index.previous(&entry.record.path)
+                    && previous.sequence <= from
+                    && let Some(d) = delta::make_delta(
+                        index_id,
+                        entry.sequence,
+                        &entry.record.path,
+                        &previous.body,
+                        &signed,
+                    )
+                {
+                    flush(&mut batch, &mut messages);
+                    messages.push(Message::IndexDelta(d));
+                    continue;
+                }
                 let (body, signature) = signed.into_parts();
                 let Ok(record) = wire::SignedRecord::new(body, signature) else {
                     continue;
@@ -589,22 +637,12 @@ impl FolderTask {
                     record,
                 };
                 if let Err(wire::PushError::Full(entry)) = batch.push(entry) {
-                    batches.push(std::mem::replace(
-                        &mut batch,
-                        IndexBatch::with_limit(index_id, INDEX_BATCH_BYTES),
-                    ));
+                    flush(&mut batch, &mut messages);
                     let _ = batch.push(entry);
                 }
             }
-            if !batch.is_empty() {
-                batches.push(batch);
-            }
-            for (i, batch) in batches.into_iter().enumerate() {
-                let message = if first && i == 0 {
-                    Message::Index(batch)
-                } else {
-                    Message::IndexUpdate(batch)
-                };
+            flush(&mut batch, &mut messages);
+            for message in messages {
                 peer.link.send(message);
             }
             peer.sent = Some(sent.max(self.index.sequence()));
@@ -712,6 +750,10 @@ impl FolderTask {
             let Some((index_id, sequence)) = peer.received else {
                 continue;
             };
+            // A record asked for whole has not come yet.
+            if !peer.deltas.unresolved.is_empty() {
+                continue;
+            }
             if peer.stored == peer.received {
                 continue;
             }
