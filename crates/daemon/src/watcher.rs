@@ -1,21 +1,72 @@
-//! File system events into the folder task's queue: changed paths are scanned
-//! within about a second; the periodic full scan of `run` is the safety net.
+//! File system events into the folder task's queue, as
+//! `FolderEvent::LocalChange(paths)` or `FolderEvent::Rescan`; the periodic
+//! full scan of `run` is the safety net.
+//!
+//! notify's callback (its own thread) maps each event to folder paths and a
+//! [`debounce::Change`], dropping what never needs a scan: reads and opens
+//! (ours, when serving blocks and hashing), `.sync/`, our temporaries. A
+//! thread of ours feeds them to a [`debounce::Debouncer`], which decides when
+//! each path is due (the rule is in its docs). On Linux, where inotify reports
+//! close-after-write: a file closed after writing, renamed or removed goes
+//! after a 30 ms gather (a burst is one batch; at most 100 ms while other files
+//! keep changing); a file still open for writing, or rewritten right after it
+//! went, once it has been quiet for 1 s, and at the latest 10 s after its first
+//! event (a log appended to forever). Without close events (macOS, Windows)
+//! the quiet is 300 ms, the debounce this watcher always had.
+//!
+//! Memory is bounded: the callback's queue to our thread holds
+//! [`QUEUE`] events (when full, events are dropped for a rescan), and the
+//! debouncer tracks at most [`debounce::Config::max_paths`] paths (more make
+//! a rescan).
 
+mod debounce;
+
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use record::{RelPath, STATE_DIR};
 use tokio::sync::mpsc;
 
 use crate::folder::FolderEvent;
+use debounce::{Change, Config, Debouncer, Due};
 
-/// How long events for a path are gathered before it is scanned.
-const DEBOUNCE: Duration = Duration::from_millis(300);
+/// Events queued between notify's callback and our thread; as many as Linux
+/// queues by default (`fs.inotify.max_queued_events`), so a full queue means a
+/// storm the kernel would have dropped too.
+const QUEUE: usize = 16_384;
 
 /// The running watcher; dropping it stops it.
-pub(crate) type Watcher = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
+pub(crate) struct Watcher {
+    // Dropping it drops notify's callback, whose sender ending stops our
+    // thread.
+    _notify: RecommendedWatcher,
+    stopping: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watcher").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What notify's callback hands our thread.
+#[derive(Debug)]
+enum Input {
+    Change(Instant, RelPath, Change),
+    Rescan(Instant),
+}
 
 /// Watches `root`, sending changed paths (or a rescan) to `events`. `None` when
 /// the OS refuses (e.g. out of inotify watches): the caller falls back to
@@ -25,60 +76,157 @@ pub(crate) fn start(
     events: mpsc::Sender<FolderEvent>,
     fallback: Duration,
 ) -> Option<Watcher> {
-    let root_owned: PathBuf = root.to_path_buf();
-    let handler = move |result: DebounceEventResult| {
-        let event = match result {
-            Ok(batch) => {
-                let mut paths = Vec::new();
-                let mut rescan = false;
-                // Reads (ours, when serving blocks) change nothing.
-                for ev in batch.iter().filter(|ev| !ev.kind.is_access()) {
-                    rescan |= ev.need_rescan();
-                    for p in &ev.paths {
-                        match relative(&root_owned, p) {
-                            // Our own temporaries come and go with every transfer.
-                            Some(Some(rel)) if record::is_temp_name(rel.file_name()) => {}
-                            Some(Some(rel)) => paths.push(rel),
-                            Some(None) => rescan = true,
-                            None => {}
-                        }
-                    }
-                }
-                if rescan {
-                    FolderEvent::Rescan
-                } else if paths.is_empty() {
-                    return;
-                } else {
-                    paths.sort();
-                    paths.dedup();
-                    FolderEvent::LocalChange(paths)
-                }
-            }
-            Err(errors) => {
-                for e in &errors {
-                    tracing::warn!(error = %e, "file watcher error; rescanning");
-                }
-                FolderEvent::Rescan
-            }
-        };
-        let _ = events.blocking_send(event);
+    let (tx, rx) = sync_channel(QUEUE);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let handler = callback(root.to_path_buf(), tx, Arc::clone(&overflow), fallback);
+    let cannot = |e: &dyn fmt::Display| {
+        tracing::warn!(error = %e, "cannot watch the folder; scanning it every {} s", fallback.as_secs());
     };
-    let mut debouncer = match new_debouncer(DEBOUNCE, None, handler) {
-        Ok(d) => d,
+    let mut notify = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the folder; scanning it every {} s", fallback.as_secs());
+            cannot(&e);
             return None;
         }
     };
-    if let Err(e) = debouncer.watch(root, RecursiveMode::Recursive) {
+    if let Err(e) = notify.watch(root, RecursiveMode::Recursive) {
         if scan::is_watch_limit(&e) {
             tracing::warn!("{}", scan::watch_limit_message(fallback));
         } else {
-            tracing::warn!(error = %e, "cannot watch the folder; scanning it every {} s", fallback.as_secs());
+            cannot(&e);
         }
         return None;
     }
-    Some(debouncer)
+    let stopping = Arc::new(AtomicBool::new(false));
+    let thread_stopping = Arc::clone(&stopping);
+    let spawned = std::thread::Builder::new()
+        .name("swarmsync-watch".into())
+        .spawn(move || {
+            let debouncer = Debouncer::new(Config::for_platform());
+            pump(debouncer, &rx, &overflow, &events, &thread_stopping);
+        });
+    if let Err(e) = spawned {
+        cannot(&e);
+        return None;
+    }
+    Some(Watcher {
+        _notify: notify,
+        stopping,
+    })
+}
+
+/// notify's callback: events to [`Input`]s, without blocking notify's thread.
+fn callback(
+    root: PathBuf,
+    tx: SyncSender<Input>,
+    overflow: Arc<AtomicBool>,
+    fallback: Duration,
+) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
+    let mut limit_told = false;
+    move |result| {
+        let now = Instant::now();
+        let send = |input| {
+            // Full: what is dropped is covered by a rescan. Disconnected: we stop.
+            if tx.try_send(input).is_err() {
+                overflow.store(true, Ordering::Relaxed);
+            }
+        };
+        let event = match result {
+            Ok(event) => event,
+            Err(e) => {
+                if !scan::is_watch_limit(&e) {
+                    tracing::warn!(error = %e, "file watcher error; rescanning");
+                } else if !limit_told {
+                    limit_told = true;
+                    tracing::warn!("{}", scan::watch_limit_message(fallback));
+                }
+                send(Input::Rescan(now));
+                return;
+            }
+        };
+        if event.need_rescan() {
+            send(Input::Rescan(now));
+        }
+        let Some(change) = classify(&event.kind) else {
+            return;
+        };
+        for path in &event.paths {
+            match relative(&root, path) {
+                // Our own temporaries come and go with every transfer.
+                Some(Some(rel)) if record::is_temp_name(rel.file_name()) => {}
+                Some(Some(rel)) => send(Input::Change(now, rel, change)),
+                Some(None) => send(Input::Rescan(now)),
+                None => {}
+            }
+        }
+    }
+}
+
+/// Our thread: inputs into the debouncer, due batches to the folder task,
+/// until notify's callback or the folder task's queue is gone.
+fn pump(
+    mut debouncer: Debouncer,
+    rx: &Receiver<Input>,
+    overflow: &AtomicBool,
+    events: &mpsc::Sender<FolderEvent>,
+    stopping: &AtomicBool,
+) {
+    loop {
+        while let Some(due) = debouncer.poll_due(Instant::now()) {
+            let event = match due {
+                Due::Paths(paths) => FolderEvent::LocalChange(paths),
+                Due::Rescan => FolderEvent::Rescan,
+            };
+            // Blocks while the folder task is busy; meanwhile the queue above
+            // fills and, past QUEUE, turns into a rescan.
+            if events.blocking_send(event).is_err() {
+                return;
+            }
+        }
+        let received = match debouncer.poll_timeout() {
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match received {
+            Ok(first) => {
+                for input in std::iter::once(first).chain(rx.try_iter()) {
+                    match input {
+                        Input::Change(at, path, change) => {
+                            debouncer.handle_change(at, path, change)
+                        }
+                        Input::Rescan(at) => debouncer.handle_rescan(at),
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                if !stopping.load(Ordering::Relaxed) {
+                    tracing::warn!(
+                        "file watcher stopped; changes are picked up by the periodic full scan"
+                    );
+                }
+                return;
+            }
+        }
+        if overflow.swap(false, Ordering::Relaxed) {
+            debouncer.handle_rescan(Instant::now());
+        }
+    }
+}
+
+/// What an event says about its paths; `None` for what changes nothing (reads,
+/// opens, closes without writing).
+fn classify(kind: &EventKind) -> Option<Change> {
+    Some(match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Finished,
+        EventKind::Access(_) => return None,
+        EventKind::Create(CreateKind::Folder) => Change::Finished,
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Change::Finished,
+        EventKind::Modify(ModifyKind::Metadata(_)) => Change::Metadata,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
+            Change::Writing
+        }
+    })
 }
 
 /// `Some(Some(path))` for a path in the folder, `Some(None)` when the whole folder
@@ -105,3 +253,6 @@ fn relative(root: &Path, path: &Path) -> Option<Option<RelPath>> {
     }
     Some(RelPath::new_normalized(&parts.join("/")).ok())
 }
+
+#[cfg(test)]
+mod tests;
