@@ -153,7 +153,7 @@ impl IndexDelta {
     pub fn payload_len(&self) -> usize {
         DELTA_FIXED_LEN
             + 4
-            + self.path.as_bytes().len()
+            + self.path.len()
             + self.ops.iter().map(DeltaOp::wire_len).sum::<usize>()
     }
 
@@ -396,7 +396,13 @@ mod tests {
         assert!(delta(vec![DeltaOp::Literal(Bytes::new())]).is_err());
         assert!(delta(vec![DeltaOp::Copy { offset: 0, len: 0 }]).is_err());
         let half = (MAX_RECORD_LEN / 2 + 1) as u32;
-        let ops = vec![DeltaOp::Copy { offset: 0, len: half }; 2];
+        let ops = vec![
+            DeltaOp::Copy {
+                offset: 0,
+                len: half
+            };
+            2
+        ];
         assert!(delta(ops).is_err());
     }
 

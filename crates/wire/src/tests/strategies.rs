@@ -156,19 +156,30 @@ fn index_delta() -> impl Strategy<Value = IndexDelta> {
         .prop_map(|((index_id, sequence, path, base, new), ops, sig)| {
             let mut signature = [0; 64];
             signature[..32].copy_from_slice(&sig);
-            IndexDelta::new(index_id, sequence, path, base, new, ops, Signature(signature))
-                .unwrap()
+            IndexDelta::new(
+                index_id,
+                sequence,
+                path,
+                base,
+                new,
+                ops,
+                Signature(signature),
+            )
+            .unwrap()
         })
 }
 
 fn record_reply() -> impl Strategy<Value = Record> {
-    (any::<u64>(), any::<u64>(), proptest::option::of(signed_record())).prop_map(
-        |(index_id, sequence, record)| Record {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        proptest::option::of(signed_record()),
+    )
+        .prop_map(|(index_id, sequence, record)| Record {
             index_id,
             sequence,
             record,
-        },
-    )
+        })
 }
 
 /// Any message.
@@ -187,10 +198,7 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
         close().prop_map(Message::Close),
         index_delta().prop_map(Message::IndexDelta),
         (any::<u64>(), any::<u64>()).prop_map(|(index_id, sequence)| Message::RecordRequest(
-            RecordRequest {
-                index_id,
-                sequence
-            }
+            RecordRequest { index_id, sequence }
         )),
         record_reply().prop_map(Message::Record),
     ]
