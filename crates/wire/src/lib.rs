@@ -67,10 +67,11 @@ pub use bitfield::Bitfield;
 pub use error::{DecodeError, LimitError, PushError};
 pub use frame::{FrameDecoder, ZERO_COPY_MIN_LEN, decode};
 pub use message::{
-    Availability, Block, BlockHint, Capabilities, Close, CloseCode, DeltaError, DeltaOp,
-    FolderState, Hello, IndexBatch, IndexDelta, IndexEntry, Message, MessageType, PeerExchange,
-    Ping, Pong, Record, RecordRequest, Request, Response, ResponseError, SignedRecord,
-    WIRE_ADDR_V4_LEN, WIRE_ADDR_V6_LEN,
+    Availability, Block, BlockHint, BlockSums, Capabilities, ChunkSum, Close, CloseCode,
+    DeltaError, DeltaOp, DeltaRequest, DeltaResponse, FolderState, Hello, IndexBatch, IndexDelta,
+    IndexEntry, MIN_CHUNK_LEN, Message, MessageType, PeerExchange, Pieces, Ping, Pong, Record,
+    RecordRequest, Request, Response, ResponseError, STRONG_LEN, SignedRecord, WIRE_ADDR_V4_LEN,
+    WIRE_ADDR_V6_LEN, weak_sum,
 };
 pub use text::Text;
 pub use version::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, VersionError, negotiate};

@@ -54,6 +54,143 @@ impl DeltaOp {
     }
 }
 
+/// A byte string described as pieces of a base and literal bytes: the body
+/// of an [`IndexDelta`] and the block of a
+/// [`DeltaResponse`](crate::DeltaResponse).
+///
+/// Layout: `len u32 | op_count u32 | op × op_count`. Every piece is at least
+/// one byte and the pieces add up to exactly `len` (else malformed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pieces {
+    ops: Vec<DeltaOp>,
+    len: u32,
+}
+
+impl Pieces {
+    /// Pieces, if none is empty and they add up to at most `max` bytes.
+    pub fn new(ops: Vec<DeltaOp>, max: usize) -> Option<Self> {
+        let len = checked_len(&ops, max)?;
+        Some(Self { ops, len })
+    }
+
+    /// The pieces, in order.
+    pub fn ops(&self) -> &[DeltaOp] {
+        &self.ops
+    }
+
+    /// The length of what they make.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when they make nothing.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Bytes on the wire.
+    pub fn wire_len(&self) -> usize {
+        8 + self.ops.iter().map(DeltaOp::wire_len).sum::<usize>()
+    }
+
+    /// What the pieces make of `base`. The caller checks the result (a
+    /// signature, a hash).
+    pub fn apply(&self, base: &[u8]) -> Result<Vec<u8>, DeltaError> {
+        let mut out = Vec::with_capacity(self.len());
+        for op in &self.ops {
+            match op {
+                DeltaOp::Copy { offset, len } => {
+                    let start = *offset as usize;
+                    let piece = start
+                        .checked_add(*len as usize)
+                        .and_then(|end| base.get(start..end))
+                        .ok_or(DeltaError::OutOfBase {
+                            offset: *offset,
+                            len: *len,
+                            base_len: base.len(),
+                        })?;
+                    out.extend_from_slice(piece);
+                }
+                DeltaOp::Literal(bytes) => out.extend_from_slice(bytes),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn put(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.len);
+        out.put_u32(self.ops.len() as u32);
+        for op in &self.ops {
+            match op {
+                DeltaOp::Copy { offset, len } => {
+                    out.put_u8(0);
+                    out.put_u32(*offset);
+                    out.put_u32(*len);
+                }
+                DeltaOp::Literal(bytes) => {
+                    out.put_u8(1);
+                    out.put_prefixed(bytes);
+                }
+            }
+        }
+    }
+
+    /// Reads pieces that make at most `max` bytes.
+    pub(crate) fn read(r: &mut Reader<'_>, max: usize) -> Result<Self, DecodeError> {
+        let len = r.u32("pieces.len")?;
+        if len as usize > max {
+            return Err(DecodeError::TooLong {
+                field: "pieces.len",
+                len: u64::from(len),
+                max: max as u64,
+            });
+        }
+        // Each piece takes at least 5 bytes (a literal of one byte: 6).
+        let count = r.count("pieces.op_count", max, 5)?;
+        let mut ops = Vec::with_capacity(count);
+        for _ in 0..count {
+            let op = match r.u8("pieces.op")? {
+                0 => DeltaOp::Copy {
+                    offset: r.u32("pieces.copy.offset")?,
+                    len: r.u32("pieces.copy.len")?,
+                },
+                1 => DeltaOp::Literal(r.bytes("pieces.literal", max)?),
+                _ => {
+                    return Err(DecodeError::BadValue {
+                        field: "pieces.op",
+                        reason: "a piece is 0 (copy) or 1 (literal)",
+                    });
+                }
+            };
+            ops.push(op);
+        }
+        if checked_len(&ops, max) != Some(len) {
+            return Err(DecodeError::BadValue {
+                field: "pieces.len",
+                reason: "the pieces must be non-empty and add up to len",
+            });
+        }
+        Ok(Self { ops, len })
+    }
+}
+
+/// The total length of `ops`, if every piece is non-empty and the total is at
+/// most `max`.
+fn checked_len(ops: &[DeltaOp], max: usize) -> Option<u32> {
+    let mut total: u64 = 0;
+    for op in ops {
+        let len = op.output_len();
+        if len == 0 {
+            return None;
+        }
+        total += len;
+        if total > max as u64 {
+            return None;
+        }
+    }
+    u32::try_from(total).ok()
+}
+
 /// Why a delta could not be applied to a base.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeltaError {
@@ -90,16 +227,14 @@ pub struct IndexDelta {
     /// BLAKE3 of the rebuilt body: a receiver that already holds this body
     /// (the record came back from a peer it was sent to) has nothing to do.
     pub new_hash: [u8; HASH_LEN],
-    /// The pieces, in order.
-    ops: Vec<DeltaOp>,
-    /// Their total length.
-    body_len: u32,
+    /// The body, as pieces of the base.
+    pieces: Pieces,
     /// The folder key's signature over the rebuilt body.
     pub signature: Signature,
 }
 
 /// Bytes of an IndexDelta's payload besides its path and pieces.
-const DELTA_FIXED_LEN: usize = 8 + 8 + 4 + 2 * HASH_LEN + 4 + 4 + SIGNATURE_LEN;
+const DELTA_FIXED_LEN: usize = 8 + 8 + 4 + 2 * HASH_LEN + SIGNATURE_LEN;
 
 impl IndexDelta {
     /// A delta, if its pieces add up to at most [`MAX_RECORD_LEN`] bytes, none
@@ -113,7 +248,7 @@ impl IndexDelta {
         ops: Vec<DeltaOp>,
         signature: Signature,
     ) -> Result<Self, LimitError> {
-        let body_len = checked_body_len(&ops).ok_or(LimitError {
+        let pieces = Pieces::new(ops, MAX_RECORD_LEN).ok_or(LimitError {
             what: "rebuilt record body",
             len: usize::MAX,
             max: MAX_RECORD_LEN,
@@ -124,8 +259,7 @@ impl IndexDelta {
             path,
             base_hash,
             new_hash,
-            ops,
-            body_len,
+            pieces,
             signature,
         };
         let max = crate::MAX_FRAME_LEN - 1;
@@ -141,62 +275,24 @@ impl IndexDelta {
 
     /// The pieces.
     pub fn ops(&self) -> &[DeltaOp] {
-        &self.ops
+        self.pieces.ops()
     }
 
     /// The length of the rebuilt body.
     pub fn body_len(&self) -> usize {
-        self.body_len as usize
+        self.pieces.len()
     }
 
     /// Bytes of payload on the wire.
     pub fn payload_len(&self) -> usize {
-        DELTA_FIXED_LEN
-            + 4
-            + self.path.len()
-            + self.ops.iter().map(DeltaOp::wire_len).sum::<usize>()
+        DELTA_FIXED_LEN + 4 + self.path.len() + self.pieces.wire_len()
     }
 
     /// Rebuilds the body from `base`. The caller checks that `base` is the
     /// base ([`base_hash`](Self::base_hash)) and the signature over the result.
     pub fn apply(&self, base: &[u8]) -> Result<Vec<u8>, DeltaError> {
-        let mut body = Vec::with_capacity(self.body_len());
-        for op in &self.ops {
-            match op {
-                DeltaOp::Copy { offset, len } => {
-                    let start = *offset as usize;
-                    let piece = start
-                        .checked_add(*len as usize)
-                        .and_then(|end| base.get(start..end))
-                        .ok_or(DeltaError::OutOfBase {
-                            offset: *offset,
-                            len: *len,
-                            base_len: base.len(),
-                        })?;
-                    body.extend_from_slice(piece);
-                }
-                DeltaOp::Literal(bytes) => body.extend_from_slice(bytes),
-            }
-        }
-        Ok(body)
+        self.pieces.apply(base)
     }
-}
-
-/// The total length of `ops`, if every piece is non-empty and the total is at
-/// most [`MAX_RECORD_LEN`].
-fn checked_body_len(ops: &[DeltaOp]) -> Option<u32> {
-    let mut total: u64 = 0;
-    for op in ops {
-        let len = op.output_len();
-        if len == 0 {
-            return None;
-        }
-        total += len;
-        if total > MAX_RECORD_LEN as u64 {
-            return None;
-        }
-    }
-    u32::try_from(total).ok()
 }
 
 impl Payload for IndexDelta {
@@ -206,21 +302,7 @@ impl Payload for IndexDelta {
         out.put_prefixed(self.path.as_bytes());
         out.extend_from_slice(&self.base_hash);
         out.extend_from_slice(&self.new_hash);
-        out.put_u32(self.body_len);
-        out.put_u32(self.ops.len() as u32);
-        for op in &self.ops {
-            match op {
-                DeltaOp::Copy { offset, len } => {
-                    out.put_u8(0);
-                    out.put_u32(*offset);
-                    out.put_u32(*len);
-                }
-                DeltaOp::Literal(bytes) => {
-                    out.put_u8(1);
-                    out.put_prefixed(bytes);
-                }
-            }
-        }
+        self.pieces.put(out);
         out.extend_from_slice(self.signature.as_bytes());
     }
 
@@ -230,39 +312,7 @@ impl Payload for IndexDelta {
         let path = r.text("delta.path")?;
         let base_hash = r.array("delta.base_hash")?;
         let new_hash = r.array("delta.new_hash")?;
-        let body_len = r.u32("delta.body_len")?;
-        if body_len as usize > MAX_RECORD_LEN {
-            return Err(DecodeError::TooLong {
-                field: "delta.body_len",
-                len: u64::from(body_len),
-                max: MAX_RECORD_LEN as u64,
-            });
-        }
-        // Each piece takes at least 9 bytes, and the signature follows them.
-        let count = r.count("delta.op_count", MAX_RECORD_LEN, 9)?;
-        let mut ops = Vec::with_capacity(count);
-        for _ in 0..count {
-            let op = match r.u8("delta.op")? {
-                0 => DeltaOp::Copy {
-                    offset: r.u32("delta.copy.offset")?,
-                    len: r.u32("delta.copy.len")?,
-                },
-                1 => DeltaOp::Literal(r.bytes("delta.literal", MAX_RECORD_LEN)?),
-                _ => {
-                    return Err(DecodeError::BadValue {
-                        field: "delta.op",
-                        reason: "a piece is 0 (copy) or 1 (literal)",
-                    });
-                }
-            };
-            ops.push(op);
-        }
-        if checked_body_len(&ops) != Some(body_len) {
-            return Err(DecodeError::BadValue {
-                field: "delta.body_len",
-                reason: "the pieces must be non-empty and add up to body_len",
-            });
-        }
+        let pieces = Pieces::read(r, MAX_RECORD_LEN)?;
         let signature = Signature(r.array::<SIGNATURE_LEN>("delta.signature")?);
         Ok(Self {
             index_id,
@@ -270,8 +320,7 @@ impl Payload for IndexDelta {
             path,
             base_hash,
             new_hash,
-            ops,
-            body_len,
+            pieces,
             signature,
         })
     }
@@ -454,7 +503,7 @@ mod tests {
         assert!(matches!(
             crate::decode(&bad),
             Err(DecodeError::BadValue {
-                field: "delta.body_len",
+                field: "pieces.len",
                 ..
             })
         ));

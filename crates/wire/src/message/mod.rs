@@ -7,6 +7,7 @@
 
 mod availability;
 mod block;
+mod block_delta;
 mod delta;
 mod index;
 mod pex;
@@ -14,7 +15,10 @@ mod session;
 
 pub use availability::Availability;
 pub use block::{Block, BlockHint, Request, Response, ResponseError};
-pub use delta::{DeltaError, DeltaOp, IndexDelta, Record, RecordRequest};
+pub use block_delta::{
+    BlockSums, ChunkSum, DeltaRequest, DeltaResponse, MIN_CHUNK_LEN, STRONG_LEN, weak_sum,
+};
+pub use delta::{DeltaError, DeltaOp, IndexDelta, Pieces, Record, RecordRequest};
 pub use index::{IndexBatch, IndexEntry, SignedRecord};
 pub use pex::{PeerExchange, WIRE_ADDR_V4_LEN, WIRE_ADDR_V6_LEN};
 pub use session::{Capabilities, Close, CloseCode, FolderState, Hello, Ping, Pong};
@@ -57,11 +61,15 @@ pub enum MessageType {
     RecordRequest = 0x0d,
     /// [`Record`]
     Record = 0x0e,
+    /// [`DeltaRequest`]
+    DeltaRequest = 0x0f,
+    /// [`DeltaResponse`]
+    DeltaResponse = 0x10,
 }
 
 impl MessageType {
     /// Every type, in type-byte order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 16] = [
         Self::Hello,
         Self::FolderState,
         Self::Index,
@@ -76,6 +84,8 @@ impl MessageType {
         Self::IndexDelta,
         Self::RecordRequest,
         Self::Record,
+        Self::DeltaRequest,
+        Self::DeltaResponse,
     ];
 
     /// The type byte.
@@ -100,6 +110,8 @@ impl MessageType {
             0x0c => Self::IndexDelta,
             0x0d => Self::RecordRequest,
             0x0e => Self::Record,
+            0x0f => Self::DeltaRequest,
+            0x10 => Self::DeltaResponse,
             _ => return None,
         })
     }
@@ -146,6 +158,12 @@ pub enum Message {
     RecordRequest(RecordRequest),
     /// Answers a [`RecordRequest`].
     Record(Record),
+    /// Asks for one block, offering checksums of an old block to send it as
+    /// the difference from (only to a peer whose Hello set
+    /// [`Capabilities::BLOCK_DELTA`]).
+    DeltaRequest(DeltaRequest),
+    /// Answers a [`DeltaRequest`] with the block as a difference.
+    DeltaResponse(DeltaResponse),
 }
 
 impl Message {
@@ -166,6 +184,8 @@ impl Message {
             Self::IndexDelta(_) => MessageType::IndexDelta,
             Self::RecordRequest(_) => MessageType::RecordRequest,
             Self::Record(_) => MessageType::Record,
+            Self::DeltaRequest(_) => MessageType::DeltaRequest,
+            Self::DeltaResponse(_) => MessageType::DeltaResponse,
         }
     }
 
@@ -185,6 +205,8 @@ impl Message {
             Self::IndexDelta(m) => m.put(out),
             Self::RecordRequest(m) => m.put(out),
             Self::Record(m) => m.put(out),
+            Self::DeltaRequest(m) => m.put(out),
+            Self::DeltaResponse(m) => m.put(out),
         }
     }
 
@@ -205,6 +227,8 @@ impl Message {
             MessageType::IndexDelta => Self::IndexDelta(IndexDelta::read(r)?),
             MessageType::RecordRequest => Self::RecordRequest(RecordRequest::read(r)?),
             MessageType::Record => Self::Record(Record::read(r)?),
+            MessageType::DeltaRequest => Self::DeltaRequest(DeltaRequest::read(r)?),
+            MessageType::DeltaResponse => Self::DeltaResponse(DeltaResponse::read(r)?),
         })
     }
 }
@@ -230,7 +254,9 @@ impl_from!(
     Close,
     IndexDelta,
     RecordRequest,
-    Record
+    Record,
+    DeltaRequest,
+    DeltaResponse
 );
 
 /// A message payload: how it is written and read.

@@ -22,6 +22,11 @@ impl Capabilities {
     /// A peer sends IndexDelta only when both Hellos set it.
     pub const RECORD_DELTA: Self = Self(1);
 
+    /// Bit 1: the sender understands [`DeltaRequest`](crate::DeltaRequest)
+    /// and [`DeltaResponse`](crate::DeltaResponse). A peer sends DeltaRequest
+    /// only when both Hellos set it.
+    pub const BLOCK_DELTA: Self = Self(2);
+
     /// True when every bit of `other` is set in `self`.
     pub const fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0

@@ -182,6 +182,21 @@ fn record_reply() -> impl Strategy<Value = Record> {
         })
 }
 
+fn delta_request() -> impl Strategy<Value = DeltaRequest> {
+    (request(), vec(any::<u8>(), 0..4096), 256..2048u32)
+        .prop_map(|(request, basis, chunk)| DeltaRequest {
+            request,
+            sums: BlockSums::of(&basis, chunk),
+        })
+}
+
+fn delta_response() -> impl Strategy<Value = DeltaResponse> {
+    (any::<u32>(), vec(delta_op(), 0..8)).prop_map(|(request_id, ops)| DeltaResponse {
+        request_id,
+        pieces: Pieces::new(ops, MAX_BLOCK_LEN).unwrap(),
+    })
+}
+
 /// Any message.
 pub(crate) fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
@@ -201,5 +216,7 @@ pub(crate) fn message() -> impl Strategy<Value = Message> {
             RecordRequest { index_id, sequence }
         )),
         record_reply().prop_map(Message::Record),
+        delta_request().prop_map(Message::DeltaRequest),
+        delta_response().prop_map(Message::DeltaResponse),
     ]
 }
