@@ -1,5 +1,7 @@
 //! A large file's changed record travels as a delta from the version the peer
-//! holds (wire `IndexDelta`), and as a whole record when the peer holds another.
+//! holds (wire `IndexDelta`), and as a whole record when the peer holds another;
+//! the changed block travels as a delta from the old block at its place (wire
+//! `DeltaRequest`).
 //! Real `swarmsync sync` processes on loopback, trees compared byte for byte.
 #![allow(
     clippy::unwrap_used,
@@ -17,6 +19,9 @@ use common::{Node, noise, printed_secret, wait_same};
 const LOG: [(&str, &str); 1] = [("RUST_LOG", "info,daemon=debug")];
 const REBUILT: &str = "record rebuilt from a delta";
 const ASKED: &str = "asking for the whole record";
+const BLOCK_REBUILT: &str = "block rebuilt from a delta";
+const BLOCK_SENT: &str = "sent a block as a delta";
+const MISMATCH: &str = "did not match its hash";
 
 /// A file of about 24 MiB: some 380 blocks, a record of about 14 KB.
 const BIG: usize = 24 << 20;
@@ -61,6 +66,9 @@ fn an_edit_of_a_large_file_travels_as_a_delta_both_ways() {
     wait_same(&[&a, &b]);
     assert_eq!(b.tree()["disk.img"], edited);
     assert_eq!(count(&b, &[REBUILT, "disk.img"]), 1);
+    // The block around the insert came as a delta from b's old block there.
+    assert!(count(&b, &[BLOCK_REBUILT]) >= 1);
+    assert!(count(&a, &[BLOCK_SENT]) >= 1);
 
     // The other way, and a second edit on top of the first.
     let again = inserted(&edited, b"edited on b");
@@ -71,6 +79,7 @@ fn an_edit_of_a_large_file_travels_as_a_delta_both_ways() {
     // Each side held the base of every delta it was sent: nothing was asked
     // for whole (a record coming back to its sender is recognised as its own).
     assert_eq!(count(&a, &[ASKED]) + count(&b, &[ASKED]), 0);
+    assert_eq!(count(&a, &[MISMATCH]) + count(&b, &[MISMATCH]), 0);
     // What each side replaced with the other's version is archived.
     assert!(b.archived().contains(&original));
     assert!(a.archived().contains(&edited));

@@ -57,6 +57,8 @@ fn message_cost(message: &Message) -> u64 {
         Message::Index(b) | Message::IndexUpdate(b) => b.frame_len() as u64,
         Message::IndexDelta(d) => d.payload_len() as u64,
         Message::Record(r) => r.record.as_ref().map_or(64, |r| r.wire_len() as u64),
+        Message::DeltaRequest(r) => r.sums.wire_len() as u64 + 64,
+        Message::DeltaResponse(r) => r.wire_len() as u64 + 16,
         _ => 64,
     }
 }
@@ -76,6 +78,8 @@ fn inbound_permits(message: &Message) -> u32 {
         Message::Response(r) => r.result.as_ref().map_or(0, |b| b.as_bytes().len()),
         Message::IndexDelta(d) => d.payload_len(),
         Message::Record(r) => r.record.as_ref().map_or(0, wire::SignedRecord::wire_len),
+        Message::DeltaRequest(r) => r.sums.wire_len(),
+        Message::DeltaResponse(r) => r.wire_len(),
         _ => 0,
     };
     u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX)

@@ -66,12 +66,9 @@ impl FolderTask {
             path,
             offset: request.offset,
         });
-        peer.link.send(Message::Request(wire::Request {
-            request_id: id,
-            hash: request.hash,
-            size: request.size,
-            hint,
-        }));
+        let (link, deltas) = (peer.link.clone(), peer.deltas.blocks);
+        let message = self.block_request(id, &request, hint, deltas);
+        link.send(message);
         self.requests.insert(id, (Instant::now(), request));
     }
 

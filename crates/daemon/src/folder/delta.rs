@@ -28,7 +28,9 @@ const MAX_UNRESOLVED: usize = 4096;
 #[derive(Debug, Default)]
 pub(super) struct DeltaState {
     /// Both Hellos set [`wire::Capabilities::RECORD_DELTA`].
-    pub(super) enabled: bool,
+    pub(super) records: bool,
+    /// Both Hellos set [`wire::Capabilities::BLOCK_DELTA`].
+    pub(super) blocks: bool,
     /// Sequences of the peer's index asked for with RecordRequest.
     pub(super) unresolved: HashSet<u64>,
 }

@@ -8,6 +8,7 @@
 //! index gained since they were last told.
 
 mod apply;
+mod basis;
 mod delta;
 
 use std::collections::HashMap;
@@ -139,6 +140,8 @@ pub(crate) struct FolderTask {
     peers: HashMap<PeerId, Peer>,
     /// Requests sent and not yet answered, with when they were sent.
     requests: HashMap<u32, (Instant, BlockRequest)>,
+    /// The bases offered with DeltaRequests among them.
+    bases: basis::Bases,
     next_request: u32,
     software: String,
     state_dir: PathBuf,
@@ -205,6 +208,7 @@ impl FolderTask {
             access: key.access(),
             peers: HashMap::new(),
             requests: HashMap::new(),
+            bases: basis::Bases::default(),
             next_request: 1,
             software: format!("swarmsync/{}", env!("CARGO_PKG_VERSION")),
             state_dir,
@@ -356,7 +360,9 @@ impl FolderTask {
             Text::truncated(&self.software),
             Text::truncated(""),
         );
-        hello.capabilities = wire::Capabilities::RECORD_DELTA;
+        hello.capabilities = wire::Capabilities(
+            wire::Capabilities::RECORD_DELTA.0 | wire::Capabilities::BLOCK_DELTA.0,
+        );
         link.send(Message::Hello(hello));
         let held = self.index.peer_state(&peer).ok().flatten();
         link.send(Message::FolderState(FolderState {
@@ -385,6 +391,8 @@ impl FolderTask {
             tracing::info!(peer = %peer, "peer disconnected");
         }
         self.requests.retain(|_, (_, r)| r.peer != *peer);
+        let requests = &self.requests;
+        self.bases.retain(|id| requests.contains_key(&id));
         self.engine.peer_disconnected(peer);
     }
 
@@ -402,7 +410,17 @@ impl FolderTask {
                     p.sent_bytes += sent;
                 }
             }
-            Message::Response(response) => self.receive(peer, response, now),
+            Message::DeltaRequest(request) => {
+                let sent = self.serve_delta(&link, request);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.sent_bytes += sent;
+                }
+            }
+            Message::Response(response) => {
+                let result = response.result.map(wire::Block::into_bytes);
+                self.accept_response(peer, response.request_id, result, now);
+            }
+            Message::DeltaResponse(response) => self.receive_delta_block(peer, response, now),
             Message::Availability(a) => {
                 // Flags are built only up to the block count of a version we fetch,
                 // whatever `first_block` a peer claims.
@@ -422,9 +440,9 @@ impl FolderTask {
             }
             Message::Hello(hello) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.deltas.enabled = hello
-                        .capabilities
-                        .contains(wire::Capabilities::RECORD_DELTA);
+                    let theirs = hello.capabilities;
+                    p.deltas.records = theirs.contains(wire::Capabilities::RECORD_DELTA);
+                    p.deltas.blocks = theirs.contains(wire::Capabilities::BLOCK_DELTA);
                 }
             }
             Message::IndexDelta(delta) => self.receive_delta(peer, delta),
@@ -488,18 +506,30 @@ impl FolderTask {
     /// Answers a block request from local files, verified before it is sent.
     /// Returns the block bytes sent.
     fn serve(&self, link: &PeerLink, request: wire::Request) -> u64 {
-        let result = if link.queued_bytes() > MAX_QUEUED_BYTES {
-            Err(ResponseError::Busy)
+        let error = if link.queued_bytes() > MAX_QUEUED_BYTES {
+            ResponseError::Busy
         } else if request.size == 0 || request.size > record::MAX_BLOCK_SIZE {
-            Err(ResponseError::Invalid)
+            ResponseError::Invalid
         } else {
-            self.find_block(request.hint.as_ref(), request.size, &request.hash)
-                .and_then(|data| Block::new(data).ok())
-                .ok_or(ResponseError::NotFound)
+            match self.find_block(request.hint.as_ref(), request.size, &request.hash) {
+                Some(data) => return self.send_block(link, request.request_id, data),
+                None => ResponseError::NotFound,
+            }
         };
-        let sent = result.as_ref().map_or(0, |b| b.as_bytes().len() as u64);
         link.send(Message::Response(wire::Response {
             request_id: request.request_id,
+            result: Err(error),
+        }));
+        0
+    }
+
+    /// Sends `data` (a verified block) as the answer to request `id`; returns
+    /// the bytes sent.
+    fn send_block(&self, link: &PeerLink, id: u32, data: Vec<u8>) -> u64 {
+        let result = Block::new(data).map_err(|_| ResponseError::Internal);
+        let sent = result.as_ref().map_or(0, |b| b.as_bytes().len() as u64);
+        link.send(Message::Response(wire::Response {
+            request_id: id,
             result,
         }));
         sent
@@ -519,16 +549,25 @@ impl FolderTask {
             .find_map(|l| self.disk.read_block(&l.path, l.offset, size, hash))
     }
 
-    fn receive(&mut self, peer: PeerId, response: wire::Response, now: Instant) {
-        let Some((sent, request)) = self.requests.remove(&response.request_id) else {
+    /// The answer to request `id`: the block, or why not.
+    fn accept_response(
+        &mut self,
+        peer: PeerId,
+        id: u32,
+        result: Result<bytes::Bytes, ResponseError>,
+        now: Instant,
+    ) {
+        let Some((sent, request)) = self.requests.remove(&id) else {
             return;
         };
         if request.peer != peer {
-            self.requests.insert(response.request_id, (sent, request));
+            self.requests.insert(id, (sent, request));
             return;
         }
-        let data = match response.result {
-            Ok(block) => block.into_bytes(),
+        // A basis offered with it is done with, whatever the answer.
+        self.bases.take(id);
+        let data = match result {
+            Ok(data) => data,
             Err(ResponseError::Busy) => {
                 // Not a missing block: ask again (a busy peer is still a source).
                 self.engine
@@ -612,7 +651,7 @@ impl FolderTask {
                 let Some(signed) = entry.signed else { continue };
                 // A large record the peer was sent the previous version of
                 // goes as the difference from it.
-                if peer.deltas.enabled
+                if peer.deltas.records
                     && signed.body().len() >= index::PREVIOUS_MIN_BODY
                     && let Ok(Some(previous)) = self.index.previous(&entry.record.path)
                     && previous.sequence <= from
@@ -773,6 +812,8 @@ impl FolderTask {
     fn forget_stale_requests(&mut self, now: Instant) {
         self.requests
             .retain(|_, (sent, _)| now.saturating_duration_since(*sent) < STALE_REQUEST);
+        let requests = &self.requests;
+        self.bases.retain(|id| requests.contains_key(&id));
     }
 
     /// Hands failed changes whose time has come back to the engine.

@@ -9,12 +9,12 @@
 //! is checked against the block's BLAKE3 hash as any block is, so a bad delta
 //! costs a retry, never a wrong byte.
 
+use crate::MAX_BLOCK_LEN;
 use crate::codec::{Put, Reader};
 use crate::error::DecodeError;
 use crate::message::Payload;
 use crate::message::block::Request;
 use crate::message::delta::{DeltaOp, Pieces};
-use crate::MAX_BLOCK_LEN;
 
 /// The smallest chunk a basis may be cut into.
 pub const MIN_CHUNK_LEN: u32 = 256;
@@ -143,10 +143,11 @@ impl BlockSums {
                 }
                 strong_budget -= 1;
                 let strong = strong_sum(window);
-                candidates
-                    .iter()
-                    .copied()
-                    .find(|&i| self.sums.get(i as usize).is_some_and(|s| s.strong == strong))
+                candidates.iter().copied().find(|&i| {
+                    self.sums
+                        .get(i as usize)
+                        .is_some_and(|s| s.strong == strong)
+                })
             });
             if let Some(chunk) = found {
                 if literal_from < at {
@@ -206,7 +207,11 @@ pub fn weak_sum(data: &[u8]) -> u32 {
 fn strong_sum(data: &[u8]) -> [u8; STRONG_LEN] {
     let hash = blake3::hash(data);
     let mut strong = [0; STRONG_LEN];
-    strong.copy_from_slice(hash.as_bytes().get(..STRONG_LEN).unwrap_or(&[0; STRONG_LEN]));
+    strong.copy_from_slice(
+        hash.as_bytes()
+            .get(..STRONG_LEN)
+            .unwrap_or(&[0; STRONG_LEN]),
+    );
     strong
 }
 
@@ -350,7 +355,10 @@ mod tests {
                 DeltaOp::Copy { .. } => None,
             })
             .sum();
-        assert!(literal <= 100 + 2 * chunk as usize, "{literal} literal bytes");
+        assert!(
+            literal <= 100 + 2 * chunk as usize,
+            "{literal} literal bytes"
+        );
         assert!(pieces.wire_len() + sums.wire_len() < 8 << 10);
     }
 
@@ -365,7 +373,11 @@ mod tests {
             old[1000..].to_vec(),
             [&old[30_000..], &old[..30_000]].concat(),
             [&old[..], &old[..5000]].concat(),
-            old.iter().map(|b| b ^ 1).take(2000).chain(old[2000..].iter().copied()).collect(),
+            old.iter()
+                .map(|b| b ^ 1)
+                .take(2000)
+                .chain(old[2000..].iter().copied())
+                .collect(),
         ];
         for new in cases {
             let pieces = sums.delta_of(&new, usize::MAX).unwrap();
@@ -400,7 +412,12 @@ mod tests {
             size: 10,
             hint: None,
         };
-        for (chunk_len, ok) in [(255, false), (256, true), (8 << 20, true), ((8 << 20) + 1, false)] {
+        for (chunk_len, ok) in [
+            (255, false),
+            (256, true),
+            (8 << 20, true),
+            ((8 << 20) + 1, false),
+        ] {
             let message = crate::Message::DeltaRequest(DeltaRequest {
                 request: request.clone(),
                 sums: BlockSums {

@@ -183,11 +183,12 @@ fn record_reply() -> impl Strategy<Value = Record> {
 }
 
 fn delta_request() -> impl Strategy<Value = DeltaRequest> {
-    (request(), vec(any::<u8>(), 0..4096), 256..2048u32)
-        .prop_map(|(request, basis, chunk)| DeltaRequest {
+    (request(), vec(any::<u8>(), 0..4096), 256..2048u32).prop_map(|(request, basis, chunk)| {
+        DeltaRequest {
             request,
             sums: BlockSums::of(&basis, chunk),
-        })
+        }
+    })
 }
 
 fn delta_response() -> impl Strategy<Value = DeltaResponse> {
