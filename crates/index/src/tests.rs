@@ -614,3 +614,31 @@ fn a_large_record_keeps_the_body_it_replaced() {
     ix.put(upd(big(2))).unwrap();
     assert_eq!(ix.previous(&path).unwrap(), None);
 }
+
+#[test]
+fn a_schema_1_index_is_migrated_and_keeps_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("index.db");
+    {
+        let mut ix = Index::open(&db).unwrap();
+        ix.put(upd(file("a", &[(3, 1)]))).unwrap();
+    }
+    // Back to what a schema-1 build left: no columns of version 2.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE files DROP COLUMN prev_sequence; ALTER TABLE files DROP COLUMN prev_body; \
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let ix = Index::open(&db).unwrap();
+    let path = RelPath::new("a").unwrap();
+    assert_eq!(ix.get(&path).unwrap().unwrap().record, file("a", &[(3, 1)]));
+    assert_eq!(ix.previous(&path).unwrap(), None);
+    drop(ix);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
