@@ -145,6 +145,12 @@ impl Index {
         get_on(&self.conn, &self.path, "path", &path.as_str())
     }
 
+    /// Kind, mode, tombstone flag and disk state of the record at `path`
+    /// (see [`Writer::stored_state`]).
+    pub fn stored_state(&self, path: &RelPath) -> Result<Option<StoredState>, IndexError> {
+        stored_state_on(&self.conn, &self.path, path)
+    }
+
     /// The record whose sequence is `sequence`, if it is still current (a
     /// later change of its path gives it a new sequence).
     pub fn get_by_sequence(&self, sequence: u64) -> Result<Option<Entry>, IndexError> {

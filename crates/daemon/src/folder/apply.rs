@@ -82,7 +82,7 @@ impl FolderTask {
         }
         let mut offset = 0u64;
         for (i, block) in record.blocks.iter().enumerate() {
-            let found = self.find_block(None, block.size, &block.hash);
+            let found = self.find_block(super::Serve::Local, None, block.size, &block.hash);
             if let Some(data) = found {
                 match self.disk.write_block(path, &record.hash, offset, &data) {
                     Ok(()) => present.push(i),

@@ -152,7 +152,12 @@ impl FolderTask {
         if link.queued_bytes() > MAX_QUEUED_BYTES || size == 0 || size > record::MAX_BLOCK_SIZE {
             return self.serve(link, request);
         }
-        let Some(data) = self.find_block(request.hint.as_ref(), size, &request.hash) else {
+        let Some(data) = self.find_block(
+            super::Serve::Peer,
+            request.hint.as_ref(),
+            size,
+            &request.hash,
+        ) else {
             return self.serve(link, request);
         };
         match sums.delta_of(&data, data.len() * 3 / 4) {

@@ -32,6 +32,15 @@ use crate::disk::{Disk, local_stat};
 use crate::peer::PeerLink;
 use crate::status::{FolderStatus, MAX_NEEDED, NeededStatus, PeerStatus, StatusHandle, now_ms};
 
+/// Who a block is read for (see `FolderTask::find_block`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serve {
+    /// A peer, which checks it.
+    Peer,
+    /// One of our files.
+    Local,
+}
+
 /// Most bytes of responses waiting unsent to one peer before we answer "busy".
 const MAX_QUEUED_BYTES: u64 = 32 << 20;
 /// Rejected records of one batch logged one by one; the rest are counted.
@@ -511,7 +520,12 @@ impl FolderTask {
         } else if request.size == 0 || request.size > record::MAX_BLOCK_SIZE {
             ResponseError::Invalid
         } else {
-            match self.find_block(request.hint.as_ref(), request.size, &request.hash) {
+            match self.find_block(
+                Serve::Peer,
+                request.hint.as_ref(),
+                request.size,
+                &request.hash,
+            ) {
                 Some(data) => return self.send_block(link, request.request_id, data),
                 None => ResponseError::NotFound,
             }
@@ -535,10 +549,37 @@ impl FolderTask {
         sent
     }
 
-    fn find_block(&self, hint: Option<&BlockHint>, size: u32, hash: &[u8; 32]) -> Option<Vec<u8>> {
+    /// A local block with this hash, read back and checked. `Serve::Peer`
+    /// skips the check of a file unchanged since it was hashed (the asking
+    /// peer checks every block); a block copied into one of our own files is
+    /// always checked.
+    fn find_block(
+        &self,
+        purpose: Serve,
+        hint: Option<&BlockHint>,
+        size: u32,
+        hash: &[u8; 32],
+    ) -> Option<Vec<u8>> {
+        // The disk state recorded when a file's blocks were hashed: while the
+        // file still matches it, what is read is what was hashed.
+        let hashed = |path: &RelPath| {
+            if purpose == Serve::Local {
+                return None;
+            }
+            self.index
+                .stored_state(path)
+                .ok()
+                .flatten()
+                .filter(|s| !s.deleted && s.kind == FileKind::File)
+                .and_then(|s| s.local)
+        };
+        let read = |path: &RelPath, offset| {
+            self.disk
+                .read_block_trusting(path, offset, size, hash, hashed(path))
+        };
         if let Some(hint) = hint
             && let Ok(path) = RelPath::new(hint.path.as_str())
-            && let Some(data) = self.disk.read_block(&path, hint.offset, size, hash)
+            && let Some(data) = read(&path, hint.offset)
         {
             return Some(data);
         }
@@ -546,7 +587,7 @@ impl FolderTask {
         locations
             .iter()
             .filter(|l| l.size == size)
-            .find_map(|l| self.disk.read_block(&l.path, l.offset, size, hash))
+            .find_map(|l| read(&l.path, l.offset))
     }
 
     /// The answer to request `id`: the block, or why not.
