@@ -117,29 +117,41 @@ struct Pieces(Vec<Piece>);
 
 impl Pieces {
     fn copy(&mut self, offset: usize, len: usize) {
-        if len == 0 {
-            return;
-        }
-        if let Some(Piece::Copy { offset: o, len: l }) = self.0.last_mut()
-            && *o + *l == offset
-        {
-            *l += len;
-            return;
-        }
-        self.0.push(Piece::Copy { offset, len });
+        self.push(Piece::Copy { offset, len });
     }
 
     fn literal(&mut self, offset: usize, len: usize) {
-        if len == 0 {
+        self.push(Piece::Literal { offset, len });
+    }
+
+    /// Adds `piece`, extending the last one when it continues it.
+    fn push(&mut self, piece: Piece) {
+        if piece.is_empty() {
             return;
         }
-        if let Some(Piece::Literal { offset: o, len: l }) = self.0.last_mut()
-            && *o + *l == offset
-        {
-            *l += len;
-            return;
+        let continued = match (self.0.last_mut(), piece) {
+            (
+                Some(Piece::Copy { offset, len }),
+                Piece::Copy {
+                    offset: next,
+                    len: more,
+                },
+            )
+            | (
+                Some(Piece::Literal { offset, len }),
+                Piece::Literal {
+                    offset: next,
+                    len: more,
+                },
+            ) if *offset + *len == next => {
+                *len += more;
+                true
+            }
+            _ => false,
+        };
+        if !continued {
+            self.0.push(piece);
         }
-        self.0.push(Piece::Literal { offset, len });
     }
 }
 
