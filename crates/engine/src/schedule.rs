@@ -612,6 +612,13 @@ impl Scheduler {
             }
             theirs.clear();
             theirs.extend(others.iter().map(|p| p.holding(need)));
+            // No block of this file has fewer holders than us and the peers that
+            // hold all of it: the first with that few ends the search of the file
+            // (a large file's blocks are otherwise all looked at for every request).
+            let floor = 1 + theirs
+                .iter()
+                .filter(|h| matches!(h, Holding::Whole))
+                .count();
             let mut missing_here = false;
             for (index, state) in need.blocks.iter().enumerate() {
                 match state {
@@ -620,6 +627,9 @@ impl Scheduler {
                         let holders = 1 + theirs.iter().filter(|h| h.has(index)).count();
                         if best.is_none_or(|(h, _, _)| holders < h) {
                             best = Some((holders, *key, index));
+                        }
+                        if holders == floor {
+                            break;
                         }
                     }
                     BlockState::Requested(at)
@@ -636,7 +646,8 @@ impl Scheduler {
             }
             if missing_here {
                 active += 1;
-                if active >= self.config.active_files {
+                // Nothing is rarer than a block only we can ask for.
+                if active >= self.config.active_files || best.is_some_and(|(h, _, _)| h == 1) {
                     break;
                 }
             }
