@@ -164,6 +164,38 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SecureStream<S> {
         Poll::Ready(Ok(take.len()))
     }
 
+    /// Seals what the slices hold (up to `MAX_WRITE` bytes) into records,
+    /// copying each byte once: a writer that gathers a frame header and a
+    /// block's bytes never copies the block into a buffer of its own first.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(bufs.len());
+        let mut taken = 0;
+        for buf in bufs {
+            let room = MAX_WRITE - taken;
+            if room == 0 {
+                break;
+            }
+            let part = buf.get(..buf.len().min(room)).unwrap_or(buf);
+            taken += part.len();
+            parts.push(part);
+        }
+        this.session.encrypt_gathered(&parts)?;
+        if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(taken))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;

@@ -181,10 +181,23 @@ impl Sender {
     /// Appends one record of `kind` to `out`, then a key update if this key has
     /// carried its share.
     fn seal(&mut self, kind: u8, payload: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
+        self.seal_with(kind, payload.len(), out, |out| {
+            out.extend_from_slice(payload)
+        })
+    }
+
+    /// [`seal`](Self::seal) of a payload of `len` bytes that `fill` appends.
+    fn seal_with(
+        &mut self,
+        kind: u8,
+        len: usize,
+        out: &mut Vec<u8>,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), ChannelError> {
         if self.closed {
             return Err(ChannelError::Closed);
         }
-        self.seal_one(kind, payload, out)?;
+        self.seal_one_with(kind, len, out, fill)?;
         // Nothing may follow a close, not even a key update.
         if kind != kind::CLOSE && self.dir.seq >= self.rekey_after - 1 {
             self.seal_one(kind::KEY_UPDATE, &[], out)?;
@@ -199,18 +212,34 @@ impl Sender {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), ChannelError> {
+        self.seal_one_with(kind, payload.len(), out, |out| {
+            out.extend_from_slice(payload)
+        })
+    }
+
+    /// Appends one record whose payload of `payload_len` bytes `fill` appends.
+    fn seal_one_with(
+        &mut self,
+        kind: u8,
+        payload_len: usize,
+        out: &mut Vec<u8>,
+        fill: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), ChannelError> {
         let nonce = self
             .dir
             .next_nonce()
             .ok_or(ChannelError::Crypto("record counter"))?;
         // payload ≤ MAX_PAYLOAD, so the length fits easily.
-        let len = u32::try_from(payload.len() + MIN_RECORD_LEN)
+        let len = u32::try_from(payload_len + MIN_RECORD_LEN)
             .map_err(|_| ChannelError::Crypto("record length"))?;
         let header = len.to_be_bytes();
-        out.reserve(HEADER_LEN + payload.len() + MIN_RECORD_LEN);
+        out.reserve(HEADER_LEN + payload_len + MIN_RECORD_LEN);
         out.extend_from_slice(&header);
         let start = out.len();
-        out.extend_from_slice(payload);
+        fill(out);
+        if out.len() != start + payload_len {
+            return Err(ChannelError::Crypto("record payload length"));
+        }
         out.push(kind);
         let (_, inner) = out.split_at_mut(start);
         let tag = self
@@ -237,6 +266,38 @@ impl Sender {
     pub(crate) fn data(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
         for chunk in plaintext.chunks(MAX_PAYLOAD) {
             self.seal(kind::DATA, chunk, out)?;
+        }
+        Ok(())
+    }
+
+    /// [`data`](Self::data) of the concatenation of `parts`: each byte is
+    /// copied once, into its record.
+    pub(crate) fn data_gathered(
+        &mut self,
+        parts: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ChannelError> {
+        let mut left: usize = parts.iter().map(|p| p.len()).sum();
+        let mut parts = parts.iter().copied();
+        let mut current: &[u8] = &[];
+        while left > 0 {
+            let len = left.min(MAX_PAYLOAD);
+            self.seal_with(kind::DATA, len, out, |out| {
+                let mut want = len;
+                while want > 0 {
+                    if current.is_empty() {
+                        match parts.next() {
+                            Some(next) => current = next,
+                            None => return,
+                        }
+                    }
+                    let (now, rest) = current.split_at(want.min(current.len()));
+                    out.extend_from_slice(now);
+                    want -= now.len();
+                    current = rest;
+                }
+            })?;
+            left -= len;
         }
         Ok(())
     }

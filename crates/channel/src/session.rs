@@ -104,6 +104,15 @@ impl Session {
         self.send.data(plaintext, &mut self.out)
     }
 
+    /// [`encrypt`](Self::encrypt) of the concatenation of `parts`, each byte
+    /// copied once (into its record).
+    pub fn encrypt_gathered(&mut self, parts: &[&[u8]]) -> Result<(), ChannelError> {
+        if self.failed {
+            return Err(ChannelError::Failed);
+        }
+        self.send.data_gathered(parts, &mut self.out)
+    }
+
     /// Queues the authenticated close: we send nothing more. The peer may still
     /// send until it closes too.
     pub fn close(&mut self) -> Result<(), ChannelError> {

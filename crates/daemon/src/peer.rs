@@ -263,6 +263,45 @@ async fn verified(
     })
 }
 
+/// Writes `messages` as frames in one gathered write: headers and small
+/// messages are encoded into `head`, blocks are sent from where they are (the
+/// channel copies each byte once, into its record).
+async fn write_gathered<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    messages: &[Message],
+    head: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    head.clear();
+    // Where in `head` each block's bytes go.
+    let mut cuts: Vec<(usize, &[u8])> = Vec::new();
+    for message in messages {
+        if let Some(tail) = message.encode_split(head) {
+            cuts.push((head.len(), tail));
+        }
+    }
+    let mut slices: Vec<std::io::IoSlice<'_>> = Vec::with_capacity(2 * cuts.len() + 1);
+    let mut from = 0;
+    for (end, tail) in cuts {
+        slices.push(std::io::IoSlice::new(
+            head.get(from..end).unwrap_or_default(),
+        ));
+        slices.push(std::io::IoSlice::new(tail));
+        from = end;
+    }
+    if from < head.len() {
+        slices.push(std::io::IoSlice::new(head.get(from..).unwrap_or_default()));
+    }
+    let mut rest: &mut [std::io::IoSlice<'_>] = &mut slices;
+    while !rest.is_empty() {
+        let n = writer.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::UnboundedReceiver<Message>,
@@ -270,6 +309,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut close: tokio::sync::oneshot::Receiver<Close>,
 ) {
     let mut out = Vec::with_capacity(1 << 20);
+    let mut batch: Vec<Message> = Vec::new();
     loop {
         let first = tokio::select! {
             biased;
@@ -287,20 +327,22 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 None => break,
             },
         };
-        out.clear();
-        let mut cost = message_cost(&first);
-        first.encode(&mut out);
         // Coalesce what is already waiting into one write, up to a few MiB.
-        while out.len() < 4 << 20 {
+        let mut cost = message_cost(&first);
+        batch.clear();
+        batch.push(first);
+        while cost < 4 << 20 {
             match rx.try_recv() {
                 Ok(next) => {
                     cost += message_cost(&next);
-                    next.encode(&mut out);
+                    batch.push(next);
                 }
                 Err(_) => break,
             }
         }
-        if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
+        if write_gathered(&mut writer, &batch, &mut out).await.is_err()
+            || writer.flush().await.is_err()
+        {
             return;
         }
         queued.fetch_sub(cost.min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);

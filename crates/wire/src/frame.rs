@@ -34,6 +34,30 @@ impl Message {
         }
     }
 
+    /// [`encode`](Self::encode), but a block's bytes are not copied: the frame
+    /// is what is appended to `head` followed by the returned bytes, if any
+    /// (a Response with a block). A writer that gathers (vectored writes) so
+    /// sends each block's bytes without copying them first.
+    pub fn encode_split<'a>(&'a self, head: &mut Vec<u8>) -> Option<&'a [u8]> {
+        let Self::Response(crate::Response {
+            request_id,
+            result: Ok(block),
+        }) = self
+        else {
+            self.encode(head);
+            return None;
+        };
+        let data: &[u8] = block;
+        // type, request_id, status, data length: as `Response::put` writes them.
+        let len = 1 + 4 + 1 + 4 + data.len();
+        head.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        head.push(self.message_type().to_u8());
+        head.extend_from_slice(&request_id.to_be_bytes());
+        head.push(0);
+        head.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes());
+        Some(data)
+    }
+
     /// This message as one frame.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -41,6 +41,28 @@ fn round_trip_large_and_empty() {
 }
 
 #[test]
+fn gathered_parts_are_sealed_as_their_concatenation() {
+    let (mut a, mut b) = pair();
+    let big: Vec<u8> = (0..2 * MAX_PAYLOAD + 7).map(|i| (i % 241) as u8).collect();
+    let parts: [&[u8]; 5] = [b"head", &[], &big, b"x", &big[..MAX_PAYLOAD - 3]];
+    a.encrypt_gathered(&parts).unwrap();
+    let out = a.poll_output().unwrap();
+    let whole = parts.concat();
+    // Full records, then the rest: as many as for the concatenation.
+    let records = whole.len().div_ceil(MAX_PAYLOAD);
+    assert_eq!(out.len(), whole.len() + records * (4 + 1 + 16));
+    b.handle_input(&out).unwrap();
+    let mut got = Vec::new();
+    while let Some(p) = b.poll_plaintext() {
+        got.extend_from_slice(&p);
+    }
+    assert_eq!(got, whole);
+    // Nothing at all makes no record.
+    a.encrypt_gathered(&[&[], &[]]).unwrap();
+    assert!(a.poll_output().is_none());
+}
+
+#[test]
 fn rejects_any_flipped_bit_and_releases_nothing() {
     let (mut a, _) = pair();
     let rec = records(&mut a, &[b"attack at dawn"]).remove(0);

@@ -69,6 +69,13 @@ proptest! {
     }
 
     #[test]
+    fn a_split_encoding_is_the_same_frame(m in message()) {
+        let mut head = Vec::new();
+        let tail = m.encode_split(&mut head).map(<[u8]>::to_vec).unwrap_or_default();
+        prop_assert_eq!([head, tail].concat(), m.to_vec());
+    }
+
+    #[test]
     fn any_bytes_never_panic(bytes in vec(any::<u8>(), 0..512)) {
         check_any_input(&bytes);
     }
