@@ -693,6 +693,7 @@ impl FolderTask {
                 // A large record the peer was sent the previous version of
                 // goes as the difference from it.
                 if peer.deltas.records
+                    && from > 0
                     && signed.body().len() >= index::PREVIOUS_MIN_BODY
                     && let Ok(Some(previous)) = self.index.previous(&entry.record.path)
                     && previous.sequence <= from
