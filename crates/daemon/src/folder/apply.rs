@@ -75,10 +75,13 @@ impl FolderTask {
         self.requests.insert(id, (Instant::now(), request));
     }
 
-    /// Copies into the new version's temporary every block some local file holds.
+    /// Copies into the new version's temporary every block some local file holds
+    /// (the temporary is created by the first block written to it).
     fn find_local_blocks(&mut self, path: &RelPath, record: &FileRecord) {
         let mut present = Vec::new();
-        if let Err(e) = self.disk.open_temp(path, &record.hash) {
+        // Its place must be one we may write to (no link on the way) before any
+        // block is fetched for it.
+        if let Err(e) = self.disk.temp_path(path, &record.hash) {
             report_io("creating the temporary of", path, &e);
             self.apply_failed(path, None);
             return;
@@ -208,14 +211,12 @@ impl FolderTask {
 
     /// Whether what is at `path` differs from what the index last saw there.
     fn changed_on_disk(&self, path: &RelPath) -> bool {
-        let on_disk = self.disk.path(path).and_then(|p| local_stat(&p)).ok();
+        // Nothing there (a new file): nothing to lose, and no index read.
+        let Some(on_disk) = self.disk.path(path).and_then(|p| local_stat(&p)).ok() else {
+            return false;
+        };
         let known = self.index.get(path).ok().flatten().and_then(|e| e.local);
-        match (on_disk, known) {
-            (None, None) => false,
-            (Some(now), Some(then)) => now != then,
-            (None, Some(_)) => false,
-            (Some(_), None) => true,
-        }
+        known != Some(on_disk)
     }
 
     fn applied(
