@@ -219,10 +219,19 @@ impl Disk {
             Some(file) => file,
             None => self.open_temp(&record.path, &record.hash)?,
         };
-        if temp.metadata()?.len() != record.size {
+        let meta = temp.metadata()?;
+        if meta.len() != record.size {
             temp.set_len(record.size)?;
         }
-        set_metadata(&temp, record)
+        if let Some(time) = record.modified.to_system() {
+            temp.set_modified(time)?;
+        }
+        // Most files are created with the mode they should have: no chmod then.
+        let mode = record.mode & 0o7777;
+        if meta.permissions().mode() & 0o7777 != mode {
+            temp.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
     }
 
     /// Moves prepared temporaries into place, durably: their data is flushed
