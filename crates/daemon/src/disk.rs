@@ -4,11 +4,16 @@
 //! A received file is written to `.sync-tmp-<hash>-<name>` beside its target (the
 //! same file system, so the final rename is atomic), fsynced, then renamed over the
 //! target, and the directory fsynced: a crash leaves the old file or the new one,
-//! never a torn one. Leftover temporaries are removed at start
+//! never a torn one. A temporary is created by its first write (not before: most
+//! files of a new folder have no block held locally), and stays open from its
+//! first write until [`Disk::prepare`] sets its time and mode, so a small file is
+//! opened once ([`OPEN_TEMPS`] at most are kept open). Leftover temporaries are removed at start
 //! ([`remove_stale_temporaries`]). Whatever a change replaces or deletes is first
 //! moved to `.sync/Archive/`, keeping its relative path, with the time appended
 //! to its name (`report~20261201-130500.pdf`).
 
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
@@ -21,15 +26,54 @@ use record::{FileRecord, RelPath, STATE_DIR, TEMP_PREFIX, Timestamp};
 /// The archive directory inside the folder's `.sync/`.
 pub const ARCHIVE_DIR: &str = "Archive";
 
+/// Temporaries kept open between writes at most (the scheduler works on 64
+/// files at once; a temporary closed early is simply opened again).
+pub(crate) const OPEN_TEMPS: usize = 128;
+
+/// Names a temporary: the file and the version (file hash) it collects.
+type TempKey = (RelPath, [u8; 32]);
+
+/// Temporaries open for writing, oldest first.
+#[derive(Debug, Default)]
+struct OpenTemps {
+    files: HashMap<TempKey, File>,
+    order: VecDeque<TempKey>,
+}
+
+impl OpenTemps {
+    fn insert(&mut self, key: TempKey, file: File) {
+        while self.files.len() >= OPEN_TEMPS {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.files.remove(&oldest);
+        }
+        self.order.push_back(key.clone());
+        self.files.insert(key, file);
+    }
+
+    fn take(&mut self, key: &TempKey) -> Option<File> {
+        let file = self.files.remove(key)?;
+        self.order.retain(|k| k != key);
+        Some(file)
+    }
+}
+
 /// A folder on disk.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Disk {
     root: PathBuf,
+    /// Temporaries written to and not yet prepared (only the folder thread
+    /// writes, so no lock).
+    open: RefCell<OpenTemps>,
 }
 
 impl Disk {
     pub(crate) fn new(root: PathBuf) -> Self {
-        Self { root }
+        Self {
+            root,
+            open: RefCell::default(),
+        }
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -80,42 +124,44 @@ impl Disk {
 
     /// The temporary that collects the version `hash` of `rel`.
     pub(crate) fn temp_path(&self, rel: &RelPath, hash: &[u8; 32]) -> io::Result<PathBuf> {
-        let target = self.path(rel)?;
-        let tag = data_encoding::HEXLOWER.encode(hash.get(..8).unwrap_or_default());
-        // Keep the whole name within the usual 255-byte limit: cut the original
-        // name at 200 bytes (on a character boundary; names may be multi-byte).
-        let name = rel.file_name();
-        let mut cut = name.len().min(200);
-        while !name.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let name = name.get(..cut).unwrap_or_default();
-        Ok(target.with_file_name(format!("{TEMP_PREFIX}{tag}-{name}")))
+        Ok(temp_beside(&self.path(rel)?, rel, hash))
     }
 
     /// Opens (creating it and its directory) the temporary of a version.
     pub(crate) fn open_temp(&self, rel: &RelPath, hash: &[u8; 32]) -> io::Result<File> {
         let temp = self.temp_path(rel, hash)?;
-        if let Some(dir) = temp.parent() {
-            fs::create_dir_all(dir)?;
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(no_follow())
+                .open(&temp)
+        };
+        // The directory is there for all but a directory's first file: make it
+        // only when the open says it is missing.
+        match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(dir) = temp.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                open()
+            }
+            other => other,
         }
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(no_follow())
-            .open(temp)
     }
 
     /// Removes the temporary of a version no longer wanted (if any).
     pub(crate) fn discard_temp(&self, rel: &RelPath, hash: &[u8; 32]) {
+        self.open.borrow_mut().take(&(rel.clone(), *hash));
         if let Ok(temp) = self.temp_path(rel, hash) {
             let _ = fs::remove_file(temp);
         }
     }
 
-    /// Writes `data` at `offset` of the temporary of a version.
+    /// Writes `data` at `offset` of the temporary of a version, creating it if
+    /// need be; it stays open for the next write.
     pub(crate) fn write_block(
         &self,
         rel: &RelPath,
@@ -123,7 +169,15 @@ impl Disk {
         offset: u64,
         data: &[u8],
     ) -> io::Result<()> {
-        self.open_temp(rel, hash)?.write_all_at(data, offset)
+        let key = (rel.clone(), *hash);
+        let mut open = self.open.borrow_mut();
+        if let Some(file) = open.files.get(&key) {
+            return file.write_all_at(data, offset);
+        }
+        let file = self.open_temp(rel, hash)?;
+        file.write_all_at(data, offset)?;
+        open.insert(key, file);
+        Ok(())
     }
 
     /// Reads `size` bytes at `offset` of `rel` and returns them if their BLAKE3 is
@@ -177,14 +231,30 @@ impl Disk {
     }
 
     /// Readies the complete temporary of `record`: its length, time and mode
-    /// (a rename keeps them, so they are durable with the data).
+    /// (a rename keeps them, so they are durable with the data), through the
+    /// descriptor its writes left open, if any. It is closed after.
     pub(crate) fn prepare(&self, record: &FileRecord) -> io::Result<()> {
-        let temp = self.open_temp(&record.path, &record.hash)?;
-        if temp.metadata()?.len() != record.size {
+        let open = self
+            .open
+            .borrow_mut()
+            .take(&(record.path.clone(), record.hash));
+        let temp = match open {
+            Some(file) => file,
+            None => self.open_temp(&record.path, &record.hash)?,
+        };
+        let meta = temp.metadata()?;
+        if meta.len() != record.size {
             temp.set_len(record.size)?;
         }
-        drop(temp);
-        apply_metadata(&self.temp_path(&record.path, &record.hash)?, record)
+        if let Some(time) = record.modified.to_system() {
+            temp.set_modified(time)?;
+        }
+        // Most files are created with the mode they should have: no chmod then.
+        let mode = record.mode & 0o7777;
+        if meta.permissions().mode() & 0o7777 != mode {
+            temp.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
     }
 
     /// Moves prepared temporaries into place, durably: their data is flushed
@@ -192,41 +262,44 @@ impl Disk {
     /// what they replace goes to the archive, and each directory touched is
     /// fsynced after the renames. One result per record, in order.
     pub(crate) fn commit(&self, records: &[&FileRecord]) -> Vec<io::Result<LocalStat>> {
+        // Each target's directories are checked for links once, here.
+        let targets: Vec<io::Result<PathBuf>> =
+            records.iter().map(|r| self.path(&r.path)).collect();
         let temps: Vec<io::Result<PathBuf>> = records
             .iter()
-            .map(|r| self.temp_path(&r.path, &r.hash))
+            .zip(&targets)
+            .map(|(r, target)| match target {
+                Ok(target) => Ok(temp_beside(target, &r.path, &r.hash)),
+                Err(e) => Err(copy_err(e)),
+            })
             .collect();
         let flushed = self.flush_all(&temps);
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut results: Vec<io::Result<LocalStat>> = records
             .iter()
-            .zip(&temps)
+            .zip(targets.iter().zip(&temps))
             .zip(flushed)
-            .map(|((record, temp), flushed)| {
+            .map(|((record, (target, temp)), flushed)| {
                 flushed?;
-                let temp = temp
-                    .as_ref()
-                    .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
-                let target = self.path(&record.path)?;
-                self.archive_existing(&record.path)?;
-                fs::rename(temp, &target)?;
+                let temp = temp.as_ref().map_err(copy_err)?;
+                let target = target.as_ref().map_err(copy_err)?;
+                self.archive_at(target, &record.path)?;
+                fs::rename(temp, target)?;
                 if let Some(dir) = target.parent()
                     && !dirs.iter().any(|d| d == dir)
                 {
                     dirs.push(dir.to_owned());
                 }
-                local_stat(&target)
+                local_stat(target)
             })
             .collect();
         for dir in &dirs {
             if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
                 // The renames in this directory are not known durable: report them.
-                for (record, result) in records.iter().zip(results.iter_mut()) {
-                    let here = self.path(&record.path).ok();
-                    if result.is_ok()
-                        && here.as_deref().and_then(Path::parent) == Some(dir.as_path())
-                    {
-                        *result = Err(io::Error::new(e.kind(), e.to_string()));
+                for (target, result) in targets.iter().zip(results.iter_mut()) {
+                    let here = target.as_ref().ok().and_then(|t| t.parent());
+                    if result.is_ok() && here == Some(dir.as_path()) {
+                        *result = Err(copy_err(&e));
                     }
                 }
             }
@@ -247,7 +320,7 @@ impl Disk {
             .iter()
             .map(|t| match t {
                 Ok(t) => File::open(t).and_then(|f| f.sync_all()),
-                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                Err(e) => Err(copy_err(e)),
             })
             .collect()
     }
@@ -329,8 +402,13 @@ impl Disk {
     /// Moves what is at `rel` (a file or symlink) into the archive. A directory is
     /// left alone. Nothing there: nothing to do.
     pub(crate) fn archive_existing(&self, rel: &RelPath) -> io::Result<()> {
-        let source = self.path(rel)?;
-        match fs::symlink_metadata(&source) {
+        self.archive_at(&self.path(rel)?, rel)
+    }
+
+    /// [`archive_existing`](Self::archive_existing) of `rel`, found (links
+    /// refused) at `source`.
+    fn archive_at(&self, source: &Path, rel: &RelPath) -> io::Result<()> {
+        match fs::symlink_metadata(source) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
             Ok(meta) if meta.is_dir() => return Ok(()),
@@ -340,7 +418,7 @@ impl Disk {
         if let Some(dir) = dest.parent() {
             fs::create_dir_all(dir)?;
         }
-        fs::rename(&source, &dest)
+        fs::rename(source, &dest)
     }
 
     /// Where `rel` goes in the archive at `when`: `.sync/Archive/dir/name~YYYYMMDD-HHMMSS.ext`.
@@ -440,6 +518,20 @@ pub(crate) fn remove_stale_temporaries(root: &Path) -> usize {
     removed
 }
 
+/// The temporary of the version `hash` of `rel`, whose place is `target`.
+fn temp_beside(target: &Path, rel: &RelPath, hash: &[u8; 32]) -> PathBuf {
+    let tag = data_encoding::HEXLOWER.encode(hash.get(..8).unwrap_or_default());
+    // Keep the whole name within the usual 255-byte limit: cut the original
+    // name at 200 bytes (on a character boundary; names may be multi-byte).
+    let name = rel.file_name();
+    let mut cut = name.len().min(200);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let name = name.get(..cut).unwrap_or_default();
+    target.with_file_name(format!("{TEMP_PREFIX}{tag}-{name}"))
+}
+
 /// What the index remembers of a file on disk, to know it unchanged later.
 pub(crate) fn local_stat(path: &Path) -> io::Result<LocalStat> {
     use std::os::unix::fs::MetadataExt;
@@ -458,10 +550,21 @@ fn apply_metadata(path: &Path, record: &FileRecord) -> io::Result<()> {
         .read(true)
         .custom_flags(no_follow())
         .open(path)?;
+    set_metadata(&file, record)
+}
+
+/// Sets the record's time and mode on an open file.
+fn set_metadata(file: &File, record: &FileRecord) -> io::Result<()> {
     if let Some(time) = record.modified.to_system() {
         file.set_modified(time)?;
     }
     file.set_permissions(fs::Permissions::from_mode(record.mode & 0o7777))
+}
+
+/// An error again, for each of the several results it fails (io::Error is not
+/// `Clone`).
+fn copy_err(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
 }
 
 /// `O_NOFOLLOW`: opening a symlink fails instead of opening what it points to.
@@ -547,6 +650,119 @@ mod tests {
         assert_eq!(remove_stale_temporaries(tmp.path()), 1);
         assert!(tmp.path().join("d/real").exists());
         assert!(tmp.path().join(".sync/.sync-tmp-keep").exists());
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A record of `content` in blocks of `block` bytes.
+    fn record(path: &str, content: &[u8], block: usize, mode: u32, secs: i64) -> FileRecord {
+        FileRecord {
+            path: RelPath::new(path).unwrap(),
+            kind: record::FileKind::File,
+            size: content.len() as u64,
+            modified: Timestamp { secs, nanos: 500 },
+            mode,
+            version: record::VersionVector::default(),
+            deleted: false,
+            blocks: content
+                .chunks(block)
+                .map(|c| record::Block {
+                    size: c.len() as u32,
+                    hash: *blake3::hash(c).as_bytes(),
+                })
+                .collect(),
+            hash: *blake3::hash(content).as_bytes(),
+        }
+    }
+
+    fn content(i: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+    }
+
+    #[test]
+    fn files_written_in_turns_are_placed_whole_with_time_and_mode() {
+        // More files in progress at once than temporaries kept open, their blocks
+        // arriving in turns, so some are closed early and opened again.
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk::new(tmp.path().to_owned());
+        let n = OPEN_TEMPS + 40;
+        let records: Vec<(FileRecord, Vec<u8>)> = (0..n)
+            .map(|i| {
+                let data = content(i, 3 * 1000 + i);
+                let path = format!("d{}/sub/f{i}", i % 3);
+                (
+                    record(&path, &data, 1000, 0o640, 1_700_000_000 + i as i64),
+                    data,
+                )
+            })
+            .collect();
+        for round in 0..4 {
+            for (r, data) in &records {
+                let Some(chunk) = data.chunks(1000).nth(round) else {
+                    continue;
+                };
+                disk.write_block(&r.path, &r.hash, (round * 1000) as u64, chunk)
+                    .unwrap();
+            }
+        }
+        assert!(disk.open.borrow().files.len() <= OPEN_TEMPS);
+        for (r, _) in &records {
+            disk.prepare(r).unwrap();
+        }
+        assert!(disk.open.borrow().files.is_empty(), "prepared means closed");
+        let refs: Vec<&FileRecord> = records.iter().map(|(r, _)| r).collect();
+        let stats = disk.commit(&refs);
+        for ((r, data), stat) in records.iter().zip(stats) {
+            let stat = stat.unwrap();
+            let target = tmp.path().join(r.path.as_str());
+            assert_eq!(&fs::read(&target).unwrap(), data, "{}", r.path);
+            let meta = fs::symlink_metadata(&target).unwrap();
+            assert_eq!(meta.mode() & 0o7777, 0o640);
+            assert_eq!(meta.mtime(), r.modified.secs);
+            assert_eq!(meta.mtime_nsec(), 500);
+            assert_eq!(stat, local_stat(&target).unwrap());
+        }
+        assert_eq!(remove_stale_temporaries(tmp.path()), 0, "no temporary left");
+    }
+
+    #[test]
+    fn a_discarded_temporary_is_closed_and_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk::new(tmp.path().to_owned());
+        let r = record("a/b", b"partial", 4, 0o644, 1);
+        disk.write_block(&r.path, &r.hash, 0, b"part").unwrap();
+        let temp = disk.temp_path(&r.path, &r.hash).unwrap();
+        assert!(temp.exists());
+        disk.discard_temp(&r.path, &r.hash);
+        assert!(!temp.exists());
+        assert!(disk.open.borrow().files.is_empty());
+        // Wanted again: it starts over from an empty temporary.
+        disk.write_block(&r.path, &r.hash, 4, b"ial").unwrap();
+        disk.prepare(&r).unwrap();
+        assert_eq!(fs::read(&temp).unwrap(), b"\0\0\0\0ial");
+    }
+
+    #[test]
+    fn a_file_is_replaced_and_the_old_version_archived() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk::new(tmp.path().to_owned());
+        fs::write(tmp.path().join("x"), b"old").unwrap();
+        let r = record("x", b"new content", 64, 0o600, 2);
+        disk.write_block(&r.path, &r.hash, 0, b"new content")
+            .unwrap();
+        disk.prepare(&r).unwrap();
+        disk.commit(&[&r]).pop().unwrap().unwrap();
+        assert_eq!(fs::read(tmp.path().join("x")).unwrap(), b"new content");
+        let archived: Vec<Vec<u8>> = fs::read_dir(tmp.path().join(".sync/Archive"))
+            .unwrap()
+            .flatten()
+            .map(|e| fs::read(e.path()).unwrap())
+            .collect();
+        assert_eq!(archived, vec![b"old".to_vec()]);
     }
 }
 

@@ -605,7 +605,15 @@ impl Scheduler {
         let mut endgame: Option<(u64, usize)> = None;
         let mut active = 0;
         let mut theirs: Vec<Holding<'_>> = Vec::with_capacity(others.len());
+        let endgame_room = me.in_flight < self.config.endgame_depth;
         for (key, need) in self.files.iter().filter(|(_, n)| n.left > 0) {
+            // A file whose every block is on its way has nothing for this peer
+            // unless it may take an endgame duplicate: skip it before the
+            // lookups of who holds it (with many one-block files in flight, those
+            // lookups were most of the cost of a request).
+            if !endgame_room && !need.blocks.contains(&BlockState::Missing) {
+                continue;
+            }
             let mine = me.holding(need);
             if matches!(mine, Holding::Nothing) {
                 continue;
@@ -634,7 +642,7 @@ impl Scheduler {
                     }
                     BlockState::Requested(at)
                         if endgame.is_none()
-                            && me.in_flight < self.config.endgame_depth
+                            && endgame_room
                             && at.len() == 1
                             && at.iter().all(|(p, _)| p != peer)
                             && mine.has(index) =>

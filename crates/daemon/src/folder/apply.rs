@@ -8,6 +8,28 @@ const FLUSH_FILES: usize = 1024;
 const FLUSH_BYTES: u64 = 256 << 20;
 /// Longest a completed file waits to be flushed.
 const FLUSH_AFTER: Duration = Duration::from_millis(200);
+/// Files moved into place remembered for the watcher's report of them.
+const OWN_WRITES: usize = 16_384;
+
+/// Files this thread moved into place and stored, with what it stored of them
+/// on disk, until the watcher reports them: a path whose file is still exactly
+/// that (size, mtime, inode) is one the index already matches, so it is not
+/// scanned again (with every received file reported back by the watcher, those
+/// scans were a seventh of a small-file receiver's folder thread).
+#[derive(Debug, Default)]
+pub(crate) struct OwnWrites {
+    stored: HashMap<RelPath, LocalStat>,
+}
+
+impl OwnWrites {
+    fn insert(&mut self, path: RelPath, local: LocalStat) {
+        // Forgetting costs only a scan that finds nothing new.
+        if self.stored.len() >= OWN_WRITES {
+            self.stored.clear();
+        }
+        self.stored.insert(path, local);
+    }
+}
 
 impl FolderTask {
     /// Carries out the engine's plan until it has nothing more to do.
@@ -72,10 +94,13 @@ impl FolderTask {
         self.requests.insert(id, (Instant::now(), request));
     }
 
-    /// Copies into the new version's temporary every block some local file holds.
+    /// Copies into the new version's temporary every block some local file holds
+    /// (the temporary is created by the first block written to it).
     fn find_local_blocks(&mut self, path: &RelPath, record: &FileRecord) {
         let mut present = Vec::new();
-        if let Err(e) = self.disk.open_temp(path, &record.hash) {
+        // Its place must be one we may write to (no link on the way) before any
+        // block is fetched for it.
+        if let Err(e) = self.disk.temp_path(path, &record.hash) {
             report_io("creating the temporary of", path, &e);
             self.apply_failed(path, None);
             return;
@@ -165,7 +190,10 @@ impl FolderTask {
                         local: Some(local),
                     };
                     match writer.put(update) {
-                        Ok(_) => stored.push((record, signed)),
+                        Ok(_) => {
+                            self.own_writes.insert(record.path.clone(), local);
+                            stored.push((record, signed));
+                        }
                         Err(e) => {
                             tracing::error!(path = %record.path, error = %e, "storing a record failed");
                             failed.push((record.path, signed));
@@ -203,16 +231,35 @@ impl FolderTask {
             || self.engine.progress().files == 0
     }
 
+    /// `paths` less those this thread just moved into place and stored, still
+    /// as it left them (each is let through once only: a later change to it is
+    /// scanned). What is at them then is what the index holds, so a scan would
+    /// find nothing to do.
+    pub(super) fn unless_own_writes(&mut self, paths: &[RelPath]) -> Vec<RelPath> {
+        if self.own_writes.stored.is_empty() {
+            return paths.to_vec();
+        }
+        paths
+            .iter()
+            .filter(|path| {
+                let Some(stored) = self.own_writes.stored.remove(*path) else {
+                    return true;
+                };
+                let now = self.disk.path(path).and_then(|p| local_stat(&p));
+                now.ok() != Some(stored)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Whether what is at `path` differs from what the index last saw there.
     fn changed_on_disk(&self, path: &RelPath) -> bool {
-        let on_disk = self.disk.path(path).and_then(|p| local_stat(&p)).ok();
+        // Nothing there (a new file): nothing to lose, and no index read.
+        let Some(on_disk) = self.disk.path(path).and_then(|p| local_stat(&p)).ok() else {
+            return false;
+        };
         let known = self.index.get(path).ok().flatten().and_then(|e| e.local);
-        match (on_disk, known) {
-            (None, None) => false,
-            (Some(now), Some(then)) => now != then,
-            (None, Some(_)) => false,
-            (Some(_), None) => true,
-        }
+        known != Some(on_disk)
     }
 
     fn applied(

@@ -162,6 +162,8 @@ pub(crate) struct FolderTask {
     finalizing: Vec<(SignedRecord, FileRecord)>,
     finalizing_since: Option<Instant>,
     finalizing_bytes: u64,
+    /// Files stored after moving them into place, until the watcher reports them.
+    own_writes: apply::OwnWrites,
     /// How long `.sync/Archive/` keeps replaced and deleted versions.
     archive_keep: Duration,
     /// Changes that failed (disk full, …), to try again at the given time.
@@ -228,6 +230,7 @@ impl FolderTask {
             finalizing: Vec::new(),
             finalizing_since: None,
             finalizing_bytes: 0,
+            own_writes: apply::OwnWrites::default(),
             archive_keep,
             summary: (None, index::Summary::default()),
         })
@@ -279,7 +282,12 @@ impl FolderTask {
                         rejected,
                         ..
                     } => self.handle_verified(peer, index_id, last, records, rejected),
-                    FolderEvent::LocalChange(paths) => self.scan_paths(&paths)?,
+                    FolderEvent::LocalChange(paths) => {
+                        let paths = self.unless_own_writes(&paths);
+                        if !paths.is_empty() {
+                            self.scan_paths(&paths)?;
+                        }
+                    }
                     FolderEvent::Rescan => self.full_scan()?,
                     FolderEvent::Tick => {
                         self.engine.handle_timeout(now);
