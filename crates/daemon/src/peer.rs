@@ -3,7 +3,7 @@
 //! the folder sends.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use keys::{Access, PeerId, RoKey};
 use record::{SignedRecord, VerifiedRecord};
@@ -20,7 +20,7 @@ use crate::pex::PexInbound;
 #[derive(Debug, Clone)]
 pub(crate) struct PeerLink {
     pub(crate) tx: mpsc::UnboundedSender<Message>,
-    pub(crate) queued: Arc<AtomicU64>,
+    pub(crate) queue: Arc<SendQueue>,
     pub(crate) access: Access,
     pub(crate) remote: std::net::SocketAddr,
     /// The discovery source that found it, or "incoming".
@@ -38,14 +38,40 @@ impl PeerLink {
     /// Queues `message`; false if the writer is gone.
     pub(crate) fn send(&self, message: Message) -> bool {
         let len = message_cost(&message);
-        self.queued.fetch_add(len, Ordering::Relaxed);
+        self.queue.bytes.fetch_add(len, Ordering::Relaxed);
         self.tx.send(message).is_ok()
     }
 
     pub(crate) fn queued_bytes(&self) -> u64 {
-        self.queued.load(Ordering::Relaxed)
+        self.queue.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Asks the writer for a [`FolderEvent::Drained`] once the queue is down
+    /// to [`DRAINED_BYTES`]; true if it already is (then no event comes).
+    pub(crate) fn wake_when_drained(&self) -> bool {
+        self.queue.wake_wanted.store(true, Ordering::SeqCst);
+        // The writer may have drained the queue before it could see the flag.
+        if self.queue.bytes.load(Ordering::SeqCst) <= DRAINED_BYTES {
+            self.queue.wake_wanted.store(false, Ordering::SeqCst);
+            return true;
+        }
+        false
     }
 }
+
+/// What a connection's writer shares with the folder thread.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    /// Bytes queued and not yet written (see `message_cost`).
+    bytes: AtomicU64,
+    /// Set while the folder holds requests back until the queue drains.
+    wake_wanted: AtomicBool,
+}
+
+/// Queued bytes at which a writer wakes a folder that holds requests back: half
+/// of what the folder keeps queued, so the next blocks are read while the
+/// writer still has the other half to send.
+pub(crate) const DRAINED_BYTES: u64 = 4 << 20;
 
 /// Bytes a message is counted for in the send queue.
 fn message_cost(message: &Message) -> u64 {
@@ -99,7 +125,7 @@ pub(crate) async fn run<S>(
     peer: PeerId,
     generation: u64,
     link_rx: mpsc::UnboundedReceiver<Message>,
-    queued: Arc<AtomicU64>,
+    queue: Arc<SendQueue>,
     events: mpsc::Sender<FolderEvent>,
     inbound: Inbound,
 ) where
@@ -107,7 +133,12 @@ pub(crate) async fn run<S>(
 {
     let (reader, writer) = tokio::io::split(stream);
     let (close_tx, close_rx) = tokio::sync::oneshot::channel();
-    let mut write = tokio::spawn(write_loop(writer, link_rx, queued, close_rx));
+    let drained = Drained {
+        queue,
+        events: events.clone(),
+        peer,
+    };
+    let mut write = tokio::spawn(write_loop(writer, link_rx, drained, close_rx));
     match read_loop(reader, peer, &events, inbound).await {
         Ok(Ended::Eof) => tracing::info!(peer = %peer, "peer closed the connection"),
         // The peer said goodbye and why: nothing to answer (wire.md §7).
@@ -302,10 +333,36 @@ async fn write_gathered<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// How a writer tells the folder that its queue has room again.
+struct Drained {
+    queue: Arc<SendQueue>,
+    events: mpsc::Sender<FolderEvent>,
+    peer: PeerId,
+}
+
+impl Drained {
+    /// Counts `cost` bytes as written, and wakes the folder if it asked to be.
+    fn written(&self, cost: u64) {
+        let bytes = &self.queue.bytes;
+        // SeqCst with `wake_when_drained`: either the folder sees the bytes gone
+        // or this sees its flag.
+        let left = bytes.fetch_sub(cost.min(bytes.load(Ordering::Relaxed)), Ordering::SeqCst);
+        if left.saturating_sub(cost) <= DRAINED_BYTES
+            && self.queue.wake_wanted.swap(false, Ordering::SeqCst)
+        {
+            // A full event queue needs no wake-up: the folder looks at what it
+            // held back after every batch of events.
+            let _ = self
+                .events
+                .try_send(FolderEvent::Drained { peer: self.peer });
+        }
+    }
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::UnboundedReceiver<Message>,
-    queued: Arc<AtomicU64>,
+    drained: Drained,
     mut close: tokio::sync::oneshot::Receiver<Close>,
 ) {
     let mut out = Vec::with_capacity(1 << 20);
@@ -345,10 +402,65 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         {
             return;
         }
-        queued.fetch_sub(cost.min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);
+        drained.written(cost);
     }
     let mut bye = Vec::new();
     Message::Close(Close::new(CloseCode::Normal, "shutting down")).encode(&mut bye);
     let _ = writer.write_all(&bye).await;
     let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link_and_writer() -> (PeerLink, Drained, mpsc::Receiver<FolderEvent>) {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::channel(4);
+        let queue = Arc::new(SendQueue::default());
+        let peer = PeerId([7; keys::PEER_ID_LEN]);
+        let link = PeerLink {
+            tx,
+            queue: queue.clone(),
+            access: Access::ReadWrite,
+            remote: "127.0.0.1:1".parse().expect("an address"),
+            source: "test",
+            carrier: net::CarrierKind::Tcp,
+            generation: 1,
+            greeted: Arc::new(tokio::sync::Notify::new()),
+        };
+        let writer = Drained {
+            queue,
+            events,
+            peer,
+        };
+        (link, writer, events_rx)
+    }
+
+    #[test]
+    fn a_folder_waiting_for_room_is_woken_once_the_queue_drains() {
+        let (link, writer, mut events) = link_and_writer();
+        link.queue.bytes.store(12 << 20, Ordering::SeqCst);
+        assert!(!link.wake_when_drained(), "12 MiB queued is not drained");
+        writer.written(4 << 20);
+        assert!(events.try_recv().is_err(), "8 MiB left: no wake-up yet");
+        writer.written(4 << 20);
+        assert!(matches!(
+            events.try_recv(),
+            Ok(FolderEvent::Drained { peer }) if peer == writer.peer
+        ));
+        // Once: a later drain wakes no one who did not ask again.
+        writer.written(1 << 20);
+        assert!(events.try_recv().is_err());
+        assert_eq!(link.queued_bytes(), 3 << 20);
+    }
+
+    #[test]
+    fn a_queue_already_drained_is_reported_at_once_and_sends_no_event() {
+        let (link, writer, mut events) = link_and_writer();
+        link.queue.bytes.store(DRAINED_BYTES, Ordering::SeqCst);
+        assert!(link.wake_when_drained());
+        writer.written(1 << 20);
+        assert!(events.try_recv().is_err());
+    }
 }

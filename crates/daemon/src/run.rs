@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use channel::FolderCredentials;
@@ -140,11 +139,11 @@ pub fn run(
                     }
                     tasks.retain(|_, t| !t.is_finished());
                     let (tx, rx) = mpsc::unbounded_channel();
-                    let queued = Arc::new(AtomicU64::new(0));
+                    let queue = Arc::new(crate::peer::SendQueue::default());
                     generation += 1;
                     let share_tx = tx.clone();
                     let greeted = Arc::new(tokio::sync::Notify::new());
-                    let link = PeerLink { tx, queued: queued.clone(), access: conn.access, remote: conn.remote, source: conn.source, carrier: conn.carrier, generation, greeted: greeted.clone() };
+                    let link = PeerLink { tx, queue: queue.clone(), access: conn.access, remote: conn.remote, source: conn.source, carrier: conn.carrier, generation, greeted: greeted.clone() };
                     if events_tx.send(FolderEvent::PeerUp { peer: conn.peer, link }).await.is_err() {
                         break;
                     }
@@ -172,7 +171,7 @@ pub fn run(
                         };
                         // `share` never ends: the connection decides.
                         tokio::select! {
-                            () = crate::peer::run(conn.stream, peer, generation, rx, queued, events, crate::peer::Inbound { pex: inbound, verifier }) => {}
+                            () = crate::peer::run(conn.stream, peer, generation, rx, queue, events, crate::peer::Inbound { pex: inbound, verifier }) => {}
                             () = share => {}
                         }
                         if let Some(sharer) = &sharer {

@@ -11,7 +11,7 @@ mod apply;
 mod basis;
 mod delta;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,13 @@ enum Serve {
 
 /// Most bytes of responses waiting unsent to one peer before we answer "busy".
 const MAX_QUEUED_BYTES: u64 = 32 << 20;
+/// Bytes of block responses kept queued to one peer: further block requests
+/// wait, unread, until its writer is down to [`crate::peer::DRAINED_BYTES`]. A
+/// peer's pipeline is sized for its link (up to 32 MiB); reading every block it
+/// asks for at once only held those bytes in our memory instead of its requests.
+const SERVE_QUEUE_BYTES: u64 = 8 << 20;
+/// Block requests of one peer held back at most; beyond, it is told "busy".
+const MAX_HELD_REQUESTS: usize = 4096;
 /// Rejected records of one batch logged one by one; the rest are counted.
 const MAX_REJECTS_LOGGED: usize = 20;
 /// Events handled before completed files are flushed to disk together.
@@ -98,6 +105,11 @@ pub(crate) enum FolderEvent {
     Rescan,
     /// Time passes: retry timeouts.
     Tick,
+    /// A peer's send queue has room for the block requests held back.
+    Drained {
+        /// Whose.
+        peer: PeerId,
+    },
     /// Stop.
     Shutdown,
 }
@@ -118,6 +130,8 @@ struct Peer {
     last_sample: (u64, u64),
     /// Records sent as deltas, both ways.
     deltas: delta::DeltaState,
+    /// Its block requests held back until its send queue has room.
+    held: VecDeque<wire::Request>,
 }
 
 impl Peer {
@@ -131,6 +145,7 @@ impl Peer {
             sent_bytes: 0,
             last_sample: (0, 0),
             deltas: delta::DeltaState::default(),
+            held: VecDeque::new(),
         }
     }
 }
@@ -294,8 +309,17 @@ impl FolderTask {
                         self.forget_stale_requests(now);
                         self.retry_due(now);
                     }
+                    FolderEvent::Drained { peer } => self.serve_held(peer),
                 }
                 self.drive(now);
+            }
+            // A writer whose wake-up found the event queue full is not missed.
+            let holding: Vec<PeerId> = (self.peers.iter())
+                .filter(|(_, p)| !p.held.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
+            for peer in holding {
+                self.serve_held(peer);
             }
             let now = Instant::now();
             if stop || self.flush_due(now) {
@@ -422,10 +446,18 @@ impl FolderTask {
         }
         match message {
             Message::Request(request) => {
-                let sent = self.serve(&link, request);
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.sent_bytes += sent;
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if p.held.len() >= MAX_HELD_REQUESTS {
+                    link.send(Message::Response(wire::Response {
+                        request_id: request.request_id,
+                        result: Err(ResponseError::Busy),
+                    }));
+                    return;
                 }
+                p.held.push_back(request);
+                self.serve_held(peer);
             }
             Message::DeltaRequest(request) => {
                 let sent = self.serve_delta(&link, request);
@@ -517,6 +549,29 @@ impl FolderTask {
                 more = rejected.len() - MAX_REJECTS_LOGGED,
                 "rejected more records in the same batch"
             );
+        }
+    }
+
+    /// Answers `peer`'s held block requests, in order, while its send queue
+    /// has room: a block is read only when it will be sent soon.
+    fn serve_held(&mut self, peer: PeerId) {
+        let Some(link) = self.peers.get(&peer).map(|p| p.link.clone()) else {
+            return;
+        };
+        loop {
+            while link.queued_bytes() < SERVE_QUEUE_BYTES {
+                let Some(request) = self.peers.get_mut(&peer).and_then(|p| p.held.pop_front())
+                else {
+                    return;
+                };
+                let sent = self.serve(&link, request);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.sent_bytes += sent;
+                }
+            }
+            if !link.wake_when_drained() {
+                return;
+            }
         }
     }
 
