@@ -59,9 +59,14 @@ LAT_SAMPLES = int(os.environ.get("BENCH_LAT_SAMPLES", "5"))
 LAT_SIZE = int(os.environ.get("BENCH_LAT_SIZE", "4096"))
 LAT_TIMEOUT = float(os.environ.get("BENCH_LAT_TIMEOUT", "60"))  # per sample
 LAT_GAP = float(os.environ.get("BENCH_LAT_GAP", "1"))  # between samples
-# The ext4 recently-deleted trap: nothing is deleted during a round; at a round's end its
-# trees are deleted, `sync`ed, and the next round waits until SETTLE s have passed.
-SETTLE = float(os.environ.get("BENCH_SETTLE", "65"))
+# The ext4 recently-deleted trap: nothing is deleted during a run; its trees go at its
+# end, `sync`ed, and the next run waits until SETTLE s have passed since. ext4 without a
+# journal skips a free inode whose dtime is within 60 s, or within 360 s once its
+# inode-table block is dirty again, as it is as soon as one new file lands in it: so a
+# round that started 65 s after the last one's deletion still paid (see BENCHMARKS.md).
+SETTLE = float(os.environ.get("BENCH_SETTLE", "365"))
+# Where the time of the last deletion is kept between runs (its mtime).
+DELETED_STAMP = "last-deletion"
 TOOLS = os.environ.get(
     "BENCH_TOOLS", "swarmsync syncthing rsync rsync-fsync cp"
 ).split()
@@ -1192,9 +1197,20 @@ def run_one(case, tool, dss, manifests, swarm):
     return RUNNERS[tool](dss[ds], dst, manifests[ds]), dss[ds], dst, manifests[ds]
 
 
-def settle(since):
+def deleted_now():
+    """`sync`s a deletion and stamps its time for the next run's `settle`."""
+    subprocess.run(["sync"], check=True)
+    with open(os.path.join(RUN, DELETED_STAMP), "w") as f:
+        f.write(f"{time.time()}\n")
+
+
+def settle():
     """Until SETTLE s have passed since the last deletion (which was `sync`ed)."""
-    left = SETTLE - (time.monotonic() - since)
+    try:
+        since = os.stat(os.path.join(RUN, DELETED_STAMP)).st_mtime
+    except FileNotFoundError:
+        return
+    left = SETTLE - (time.time() - since)
     if left > 0:
         log(f"settling {left:.0f} s after the last deletion (ext4 recently_deleted)")
         time.sleep(left)
@@ -1224,12 +1240,14 @@ def main():
                  "(it is in pid 1's): use bench/run.sh")
     signal.signal(signal.SIGTERM, lambda n, _f: sys.exit(128 + n))  # run the finally blocks
     os.makedirs(RUN, exist_ok=True)
-    # Trees of an earlier run: deleted now, and the first round waits SETTLE s after.
-    for x in os.listdir(RUN):
-        if (x.startswith("r") and x[1:].isdigit()) or x in ("swarm", "dst"):
-            shutil.rmtree(os.path.join(RUN, x), ignore_errors=True)
-    subprocess.run(["sync"], check=True)
-    last_delete = time.monotonic()
+    # Trees an earlier run left (one that was stopped): deleted now, and the first round
+    # waits SETTLE s after.
+    stale = [x for x in os.listdir(RUN)
+             if (x.startswith("r") and x[1:].isdigit()) or x in ("swarm", "dst")]
+    for x in stale:
+        shutil.rmtree(os.path.join(RUN, x), ignore_errors=True)
+    if stale:
+        deleted_now()
     data = os.path.join(ROOT, "data")
     dss = {ds: os.path.join(data, f"{ds}-{SCALE:g}") for ds in DATASETS}
     manifests = {ds: load_manifest(p) for ds, p in dss.items()}
@@ -1259,8 +1277,8 @@ def main():
             import swarm as swarm_mod  # noqa: PLC0415 - only this case needs it
             swarm = swarm_mod.Swarm(dss["large"], manifests["large"])
             meta["swarm_cap"] = swarm_mod.CAP
+        settle()
         for rnd in range(ROUNDS):
-            settle(last_delete)
             rdir = os.path.join(RUN, f"r{rnd + 1}")
             for case in CASES:
                 tools = [t for t in TOOLS if t in CASE_TOOLS.get(case, TRANSFER_TOOLS)]
@@ -1291,15 +1309,13 @@ def main():
                                                                                  "round")))
                     results.setdefault(case, {}).setdefault(tool, []).append(r)
                     save_raw()
-            # Nothing was deleted during the round; its trees go now, and the next round
-            # waits until SETTLE s have passed (ext4 without a journal skips inodes freed
-            # in the last 60 s, reading each candidate's inode-table block).
-            shutil.rmtree(rdir, ignore_errors=True)
-            subprocess.run(["sync"], check=True)
-            last_delete = time.monotonic()
     finally:
         if swarm is not None:
             swarm.close()
+        # Nothing was deleted during the run (see SETTLE); its trees go now.
+        for rnd in range(ROUNDS):
+            shutil.rmtree(os.path.join(RUN, f"r{rnd + 1}"), ignore_errors=True)
+        deleted_now()
     ceil = cpu_ceilings(dss["large"]) if "large" in dss else {}
     meta["loadavg_after"] = open("/proc/loadavg").read().split()[:3]
     meta["minutes"] = round((time.time() - started) / 60, 1)

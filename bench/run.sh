@@ -20,8 +20,9 @@
 #                           ext4 recently_deleted trap, kept to show what it costs)
 #   BENCH_DATASETS        the older switch: alone, it selects among large and small
 #   BENCH_SWARM_CAP [100mbit]  each full peer's uplink in `swarm`
-#   BENCH_SETTLE [65]     seconds between a round's deletion of its trees and the next
-#                         round (ext4 without a journal skips inodes freed < 60 s ago)
+#   BENCH_SETTLE [365]    seconds between the last run's deletion of its trees and this
+#                         run's first round (ext4 without a journal skips inodes freed
+#                         < 60 s ago, < 360 s once their inode-table block is dirty)
 #   BENCH_LAT_SAMPLES [5] BENCH_LAT_DELAY1 [1] (latency also with Syncthing's watcher
 #                         delay at 1 s, besides its default 10 s)
 #   BENCH_TOOLS ["swarmsync syncthing rsync rsync-fsync cp"]
