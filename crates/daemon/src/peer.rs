@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use keys::{Access, PeerId, RoKey};
-use record::{SignedRecord, VerifiedRecord};
+use record::{KnownRecords, SignedRecord, VerifiedRecord};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 use wire::{Close, CloseCode, FrameDecoder, IndexBatch, Message};
@@ -117,6 +117,8 @@ pub(crate) struct Inbound {
     pub(crate) pex: Option<PexInbound>,
     /// Checks the signatures of index batches.
     pub(crate) verifier: RoKey,
+    /// Records known to be valid, whose check is skipped.
+    pub(crate) known: Arc<KnownRecords>,
 }
 
 /// Runs one connection until either side ends it, then tells the folder.
@@ -175,7 +177,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     events: &mpsc::Sender<FolderEvent>,
     inbound: Inbound,
 ) -> Result<Ended, String> {
-    let Inbound { mut pex, verifier } = inbound;
+    let Inbound {
+        mut pex,
+        verifier,
+        known,
+    } = inbound;
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 256 * 1024];
     let budget = Arc::new(Semaphore::new(MAX_INBOUND_BYTES / 1024));
@@ -207,7 +213,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         };
                         let event = match message {
                             Message::Index(batch) | Message::IndexUpdate(batch) => {
-                                match verified(peer, batch, &verifier, permit).await {
+                                match verified(peer, batch, &verifier, &known, permit).await {
                                     Some(event) => event,
                                     None => return Ok(Ended::Eof),
                                 }
@@ -260,18 +266,19 @@ async fn verified(
     peer: PeerId,
     batch: IndexBatch,
     key: &RoKey,
+    known: &Arc<KnownRecords>,
     budget: tokio::sync::OwnedSemaphorePermit,
 ) -> Option<FolderEvent> {
     let (index_id, last) = (batch.index_id(), batch.last_sequence());
     let records = signed_records(batch);
     let inline = records.len() <= VERIFY_INLINE;
     let check = {
-        let key = key.clone();
+        let (key, known) = (key.clone(), known.clone());
         move || -> (Vec<VerifiedRecord>, Vec<record::RecordError>) {
             let mut good = Vec::with_capacity(records.len());
             let mut bad = Vec::new();
             for signed in records {
-                match signed.into_verified(&key) {
+                match signed.into_verified_known(&key, &known) {
                     Ok(v) => good.push(v),
                     Err(e) => bad.push(e),
                 }

@@ -75,6 +75,7 @@ pub fn run(
         options.status.clone(),
         options.archive_keep,
     )?;
+    let known = task.known_records();
     let (events_tx, events_rx) = mpsc::channel::<FolderEvent>(1024);
 
     // Watch before the folder task's first scan, so nothing changed in between
@@ -157,7 +158,7 @@ pub fn run(
                         pex.connected(folder, peer, conn.remote, generation);
                     }
                     let sharer = pex.as_ref().map(pex_peer);
-                    let verifier = ro_key.clone();
+                    let (verifier, known) = (ro_key.clone(), known.clone());
                     let inbound = pex.as_ref().map(|p| PexInbound::new(pex_peer(p)));
                     let task = tokio::spawn(async move {
                         let share = async {
@@ -171,7 +172,7 @@ pub fn run(
                         };
                         // `share` never ends: the connection decides.
                         tokio::select! {
-                            () = crate::peer::run(conn.stream, peer, generation, rx, queue, events, crate::peer::Inbound { pex: inbound, verifier }) => {}
+                            () = crate::peer::run(conn.stream, peer, generation, rx, queue, events, crate::peer::Inbound { pex: inbound, verifier, known }) => {}
                             () = share => {}
                         }
                         if let Some(sharer) = &sharer {

@@ -644,6 +644,11 @@ impl Folder {
         self.scheduler.progress()
     }
 
+    /// Whether some file still has blocks to come.
+    pub fn has_files_left(&self) -> bool {
+        self.scheduler.has_files_left()
+    }
+
     /// Whether nothing is planned or in flight: the folder is in sync with what
     /// its peers announced.
     pub fn is_idle(&self) -> bool {

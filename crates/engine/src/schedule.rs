@@ -549,6 +549,12 @@ impl Scheduler {
         progress
     }
 
+    /// Whether some needed file still has blocks to come ([`progress`](Self::progress)
+    /// counts them all; this stops at the first).
+    pub fn has_files_left(&self) -> bool {
+        self.files.values().any(|n| n.left > 0)
+    }
+
     /// Whether `path` is needed and which peers could serve some of it now.
     pub fn sources(&self, path: &RelPath) -> Vec<PeerId> {
         let Some(need) = self.order.get(path).and_then(|k| self.files.get(k)) else {

@@ -76,7 +76,8 @@ impl SignedRecord {
 }
 
 /// A [`SignedRecord`] whose signature was checked, with what it decoded to. Only
-/// [`SignedRecord::into_verified`] makes one.
+/// [`SignedRecord::into_verified`] and [`SignedRecord::into_verified_known`]
+/// make one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedRecord {
     signed: SignedRecord,
@@ -85,6 +86,16 @@ pub struct VerifiedRecord {
 }
 
 impl VerifiedRecord {
+    /// A record whose signature over these bytes was checked under `key`
+    /// (here, or earlier and remembered: `KnownRecords`).
+    pub(crate) fn checked(signed: SignedRecord, record: FileRecord, key: &RoKey) -> Self {
+        Self {
+            signed,
+            record,
+            key: *key.as_bytes(),
+        }
+    }
+
     /// Whether it was checked against `key` (a record verified for one folder
     /// proves nothing in another).
     pub fn verified_with(&self, key: &RoKey) -> bool {

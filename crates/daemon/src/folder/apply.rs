@@ -228,7 +228,7 @@ impl FolderTask {
             || self
                 .finalizing_since
                 .is_some_and(|t| now.saturating_duration_since(t) >= FLUSH_AFTER)
-            || self.engine.progress().files == 0
+            || !self.engine.has_files_left()
     }
 
     /// `paths` less those this thread just moved into place and stored, still

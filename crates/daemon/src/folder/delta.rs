@@ -106,7 +106,7 @@ impl FolderTask {
                     })
                     .and_then(|body| {
                         record::SignedRecord::from_parts(body, delta.signature)
-                            .into_verified(&self.ro_key)
+                            .into_verified_known(&self.ro_key, &self.known)
                     })
                     .and_then(|v| {
                         if v.record().path == path {
@@ -159,7 +159,7 @@ impl FolderTask {
         let Some(record) = reply.record else { return };
         let (body, signature) = record.into_parts();
         let (good, bad) = match record::SignedRecord::from_parts(body.to_vec(), signature)
-            .into_verified(&self.ro_key)
+            .into_verified_known(&self.ro_key, &self.known)
         {
             Ok(v) => (vec![v], Vec::new()),
             Err(e) => (Vec::new(), vec![e]),

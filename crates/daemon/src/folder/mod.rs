@@ -158,6 +158,9 @@ pub(crate) struct FolderTask {
     engine: Folder,
     /// Checks records rebuilt from deltas (batches are checked by `peer.rs`).
     ro_key: keys::RoKey,
+    /// Records known to be valid: each one sent is added, so its echo is not
+    /// verified again (see `record::KnownRecords`).
+    known: std::sync::Arc<record::KnownRecords>,
     scan: ScanOptions,
     me: PeerId,
     access: Access,
@@ -229,6 +232,7 @@ impl FolderTask {
             index,
             engine,
             ro_key,
+            known: std::sync::Arc::default(),
             scan,
             me,
             access: key.access(),
@@ -249,6 +253,12 @@ impl FolderTask {
             archive_keep,
             summary: (None, index::Summary::default()),
         })
+    }
+
+    /// Records known to be valid, for the connections to share: a copy met
+    /// again (every peer announces what it took) is not checked twice.
+    pub(crate) fn known_records(&self) -> std::sync::Arc<record::KnownRecords> {
+        self.known.clone()
     }
 
     /// Runs until [`FolderEvent::Shutdown`] or until every sender is gone.
@@ -772,6 +782,7 @@ impl FolderTask {
                     messages.push(Message::IndexDelta(d));
                     continue;
                 }
+                self.known.remember(&self.ro_key, &signed);
                 let (body, signature) = signed.into_parts();
                 let Ok(record) = wire::SignedRecord::new(body, signature) else {
                     continue;

@@ -361,3 +361,21 @@ fn an_idle_peer_takes_only_a_few_endgame_duplicates_at_a_time() {
     assert_eq!(more.len(), 1);
     assert!(more[0].peer == peer(2) && more[0].index != first.index);
 }
+
+#[test]
+fn files_are_left_until_every_block_has_come() {
+    let mut s = Scheduler::new(config());
+    assert!(!s.has_files_left());
+    let f = file("a", 2, 1);
+    s.add_file(f.clone());
+    s.peer_connected(peer(1));
+    s.peer_has_file(&peer(1), &f.path, f.hash);
+    assert!(s.has_files_left());
+    let now = Instant::now();
+    for r in drain(&mut s, now) {
+        assert!(s.has_files_left());
+        s.handle_block(&peer(1), &f.path, f.hash, r.index, now);
+    }
+    assert_eq!(s.progress().files, 0);
+    assert!(!s.has_files_left());
+}
