@@ -123,10 +123,13 @@ impl BlockSums {
         if self.sums.is_empty() || block.len() < n {
             return None;
         }
-        let mut by_weak: std::collections::HashMap<u32, Vec<u32>> =
-            std::collections::HashMap::with_capacity(self.sums.len());
+        // The first chunk with each pair of sums: one lookup per strong check,
+        // however many chunks a peer gave the same weak sum.
+        let mut weak_sums = std::collections::HashSet::with_capacity(self.sums.len());
+        let mut chunks = std::collections::HashMap::with_capacity(self.sums.len());
         for (i, s) in self.sums.iter().enumerate() {
-            by_weak.entry(s.weak).or_default().push(i as u32);
+            weak_sums.insert(s.weak);
+            chunks.entry((s.weak, s.strong)).or_insert(i as u32);
         }
         // Strong checks hash at most about four times the block.
         let mut strong_budget = (4 * block.len() / n).max(64);
@@ -136,19 +139,15 @@ impl BlockSums {
         let mut at = 0;
         let mut rolling = Rolling::new(block.get(..n)?);
         loop {
-            let found = by_weak.get(&rolling.sum()).and_then(|candidates| {
-                let window = block.get(at..at + n)?;
-                if strong_budget == 0 {
-                    return None;
-                }
+            let weak = rolling.sum();
+            let found = if weak_sums.contains(&weak) && strong_budget > 0 {
                 strong_budget -= 1;
-                let strong = strong_sum(window);
-                candidates.iter().copied().find(|&i| {
-                    self.sums
-                        .get(i as usize)
-                        .is_some_and(|s| s.strong == strong)
-                })
-            });
+                block
+                    .get(at..at + n)
+                    .and_then(|window| chunks.get(&(weak, strong_sum(window))).copied())
+            } else {
+                None
+            };
             if let Some(chunk) = found {
                 if literal_from < at {
                     let literal = block.get(literal_from..at)?;
