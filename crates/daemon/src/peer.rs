@@ -2,6 +2,7 @@
 //! the secure stream and hands them to the folder, and a writer that encodes what
 //! the folder sends.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -283,22 +284,37 @@ struct Checker<'a> {
 impl Checker<'_> {
     /// Verifies `batch` in chunks, each sent to the folder as soon as it is
     /// checked; the batch's last sequence goes with the last chunk only (the
-    /// peer's progress is stored when the whole batch is in). False when the
-    /// folder or the runtime is going away.
+    /// peer's progress is stored when the whole batch is in). Up to
+    /// [`verify_threads`] chunks are checked at once, and sent in order. False
+    /// when the folder or the runtime is going away.
     async fn check_and_send(&self, batch: IndexBatch, budget: OwnedSemaphorePermit) -> bool {
         let (index_id, last) = (batch.index_id(), batch.last_sequence());
         let mut records = signed_records(batch);
+        if records.len() <= VERIFY_INLINE {
+            let (good, bad) = check_records(records, self.key, self.known);
+            return self.send(index_id, last, good, bad, budget).await;
+        }
         // Each chunk holds its share of the batch's budget until the folder is
         // done with it; the last one holds what is left.
         let share = budget.num_permits() / records.len().div_ceil(VERIFY_CHUNK).max(1);
         let mut budget = Some(budget);
+        let mut checking = VecDeque::new();
         loop {
-            let rest = records.split_off(records.len().min(VERIFY_CHUNK));
-            let chunk = std::mem::replace(&mut records, rest);
-            let Some((good, bad)) = self.check(chunk).await else {
+            while checking.len() < verify_threads() && !records.is_empty() {
+                let rest = records.split_off(records.len().min(VERIFY_CHUNK));
+                let chunk = std::mem::replace(&mut records, rest);
+                let (key, known) = (self.key.clone(), self.known.clone());
+                checking.push_back(tokio::task::spawn_blocking(move || {
+                    check_records(chunk, &key, &known)
+                }));
+            }
+            let Some(next) = checking.pop_front() else {
+                return true;
+            };
+            let Ok((good, bad)) = next.await else {
                 return false;
             };
-            let final_chunk = records.is_empty();
+            let final_chunk = records.is_empty() && checking.is_empty();
             let permit = if final_chunk {
                 budget.take()
             } else {
@@ -307,48 +323,55 @@ impl Checker<'_> {
             let Some(permit) = permit else {
                 return false;
             };
-            let event = FolderEvent::Records {
-                peer: self.peer,
-                index_id,
-                last: last.filter(|_| final_chunk),
-                records: good,
-                rejected: bad,
-                _budget: permit,
-            };
-            if self.events.send(event).await.is_err() {
+            let last = last.filter(|_| final_chunk);
+            if !self.send(index_id, last, good, bad, permit).await {
                 return false;
-            }
-            if final_chunk {
-                return true;
             }
         }
     }
 
-    /// The records whose signature holds, and why the others were refused;
-    /// `None` when the runtime is going away.
-    async fn check(
+    async fn send(
         &self,
-        records: Vec<SignedRecord>,
-    ) -> Option<(Vec<VerifiedRecord>, Vec<record::RecordError>)> {
-        let inline = records.len() <= VERIFY_INLINE;
-        let (key, known) = (self.key.clone(), self.known.clone());
-        let check = move || {
-            let mut good = Vec::with_capacity(records.len());
-            let mut bad = Vec::new();
-            for signed in records {
-                match signed.into_verified_known(&key, &known) {
-                    Ok(v) => good.push(v),
-                    Err(e) => bad.push(e),
-                }
-            }
-            (good, bad)
+        index_id: u64,
+        last: Option<u64>,
+        records: Vec<VerifiedRecord>,
+        rejected: Vec<record::RecordError>,
+        budget: OwnedSemaphorePermit,
+    ) -> bool {
+        let event = FolderEvent::Records {
+            peer: self.peer,
+            index_id,
+            last,
+            records,
+            rejected,
+            _budget: budget,
         };
-        if inline {
-            Some(check())
-        } else {
-            tokio::task::spawn_blocking(check).await.ok()
+        self.events.send(event).await.is_ok()
+    }
+}
+
+/// The records whose signature holds, and why the others were refused.
+fn check_records(
+    records: Vec<SignedRecord>,
+    key: &RoKey,
+    known: &KnownRecords,
+) -> (Vec<VerifiedRecord>, Vec<record::RecordError>) {
+    let mut good = Vec::with_capacity(records.len());
+    let mut bad = Vec::new();
+    for signed in records {
+        match signed.into_verified_known(key, known) {
+            Ok(v) => good.push(v),
+            Err(e) => bad.push(e),
         }
     }
+    (good, bad)
+}
+
+/// Chunks of one batch checked at once: one per core, at most 4 (a joining
+/// device's first batches were one core verifying while the folder waited).
+fn verify_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
 }
 
 /// Writes `messages` as frames in one gathered write: headers and small

@@ -256,6 +256,11 @@ pub struct Scheduler {
     /// (so `poll_complete` never walks all needed files; a key whose file was
     /// removed meanwhile is skipped).
     complete: VecDeque<u64>,
+    /// No file with a smaller key has a missing block: `pick` starts there, so
+    /// the files fully on their way (a thousand one-block files, with a 32 MiB
+    /// pipeline of small files) are not walked again for every request. Any
+    /// block set back to missing lowers it; 0 is always safe.
+    missing_from: u64,
 }
 
 impl Scheduler {
@@ -327,6 +332,7 @@ impl Scheduler {
                 forget_request(state, peer);
             }
         }
+        self.missing_from = 0;
         self.wake_all();
     }
 
@@ -376,7 +382,9 @@ impl Scheduler {
         // The least busy peer asks first; ids break ties so runs are repeatable.
         peers.sort_unstable_by_key(|(id, busy)| (*busy, *id));
         for (peer, _) in peers {
-            if let Some((key, index)) = self.pick(&peer) {
+            let (picked, missing_from) = self.pick(&peer);
+            self.missing_from = missing_from;
+            if let Some((key, index)) = picked {
                 return self.issue(peer, key, index, now);
             }
             if let Some(state) = self.peers.get_mut(&peer) {
@@ -457,12 +465,16 @@ impl Scheduler {
         file_hash: [u8; 32],
         index: usize,
     ) {
-        let Some(need) = self.need_mut(path) else {
+        let Some(key) = self.order.get(path).copied() else {
+            return;
+        };
+        let Some(need) = self.files.get_mut(&key) else {
             return;
         };
         if need.record.hash != file_hash {
             return;
         }
+        self.missing_from = self.missing_from.min(key);
         let size = need.record.blocks.get(index).map_or(0, |b| b.size);
         let was_asked = match need.blocks.get_mut(index) {
             Some(state @ BlockState::Requested(_)) => {
@@ -500,6 +512,7 @@ impl Scheduler {
             }
         }
         if !expired.is_empty() {
+            self.missing_from = 0;
             self.wake_all();
         }
         for (peer, size) in expired {
@@ -599,8 +612,12 @@ impl Scheduler {
     /// first files it can help with, else an endgame duplicate. One pass in file
     /// order that stops after `active_files` files with something missing, so the
     /// cost is the size of that window plus the files already fully requested.
-    fn pick(&self, peer: &PeerId) -> Option<(u64, usize)> {
-        let me = self.peers.get(peer)?;
+    /// Also returns the new [`missing_from`](Self::missing_from).
+    fn pick(&self, peer: &PeerId) -> (Option<(u64, usize)>, u64) {
+        let mut missing_from = self.missing_from;
+        let Some(me) = self.peers.get(peer) else {
+            return (None, missing_from);
+        };
         let others: Vec<&PeerState> = self
             .peers
             .iter()
@@ -612,12 +629,24 @@ impl Scheduler {
         let mut active = 0;
         let mut theirs: Vec<Holding<'_>> = Vec::with_capacity(others.len());
         let endgame_room = me.in_flight < self.config.endgame_depth;
-        for (key, need) in self.files.iter().filter(|(_, n)| n.left > 0) {
+        // An endgame duplicate may be in any file still in flight.
+        let start = if endgame_room { 0 } else { missing_from };
+        let mut clean_so_far = true;
+        for (key, need) in self.files.range(start..) {
+            let has_missing = need.left > 0 && need.blocks.contains(&BlockState::Missing);
+            if clean_so_far && !has_missing {
+                missing_from = missing_from.max(key + 1);
+            } else {
+                clean_so_far = false;
+            }
+            if need.left == 0 {
+                continue;
+            }
             // A file whose every block is on its way has nothing for this peer
             // unless it may take an endgame duplicate: skip it before the
             // lookups of who holds it (with many one-block files in flight, those
             // lookups were most of the cost of a request).
-            if !endgame_room && !need.blocks.contains(&BlockState::Missing) {
+            if !endgame_room && !has_missing {
                 continue;
             }
             let mine = me.holding(need);
@@ -667,7 +696,7 @@ impl Scheduler {
             }
         }
         // The endgame starts only when nothing at all is missing for this peer.
-        best.map(|(_, key, index)| (key, index)).or(endgame)
+        (best.map(|(_, key, index)| (key, index)).or(endgame), missing_from)
     }
 
     fn issue(&mut self, peer: PeerId, key: u64, index: usize, now: Instant) -> Option<Request> {

@@ -379,3 +379,44 @@ fn files_are_left_until_every_block_has_come() {
     assert_eq!(s.progress().files, 0);
     assert!(!s.has_files_left());
 }
+
+#[test]
+fn blocks_set_back_to_missing_behind_the_files_in_flight_are_asked_again() {
+    // Deep enough a pipeline that the endgame (which looks at every file) is out
+    // of the way: the walk starts after the files fully on their way.
+    let mut s = Scheduler::new(ScheduleConfig {
+        min_pipeline: 1000,
+        active_files: 4,
+        request_timeout: Duration::from_secs(5),
+        ..config()
+    });
+    let files: Vec<FileRecord> = (0..50).map(|i| file(&format!("f{i}"), 1, i)).collect();
+    s.peer_connected(peer(1));
+    s.peer_connected(peer(2));
+    for f in &files {
+        s.add_file(f.clone());
+        s.peer_has_file(&peer(1), &f.path, f.hash);
+    }
+    let t0 = Instant::now();
+    assert_eq!(drain(&mut s, t0).len(), 50);
+    // Busy, for a file near the front: asked again.
+    s.handle_refused(&peer(1), &files[3].path, files[3].hash, 0);
+    let again = drain(&mut s, t0);
+    assert_eq!(again.iter().map(|r| &r.path).collect::<Vec<_>>(), [&files[3].path]);
+    // A new file after them all is asked at once.
+    let late = file("late", 1, 200);
+    s.add_file(late.clone());
+    s.peer_has_file(&peer(1), &late.path, late.hash);
+    assert_eq!(drain(&mut s, t0).len(), 1);
+    // Timed out: every block is asked again.
+    s.handle_timeout(t0 + Duration::from_secs(6));
+    assert_eq!(drain(&mut s, t0 + Duration::from_secs(6)).len(), 51);
+    // Its peer gone: the first files are asked of the other one.
+    for f in &files[..2] {
+        s.peer_has_file(&peer(2), &f.path, f.hash);
+    }
+    s.peer_disconnected(&peer(1));
+    let moved = drain(&mut s, t0);
+    assert_eq!(moved.len(), 2);
+    assert!(moved.iter().all(|r| r.peer == peer(2)));
+}
