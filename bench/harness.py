@@ -29,6 +29,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PAUSE = float(os.environ.get("BENCH_PAUSE", "5"))
 RUN_TIMEOUT = float(os.environ.get("BENCH_RUN_TIMEOUT", "600"))  # per run, seconds
 SWARMSYNC = os.environ.get("SWARMSYNC_BIN", "target/release/swarmsync")
+# `swarmsync-base`: another build (BENCH_BASE_REV in run.sh) in the same run, for an
+# A/B that the machine's drift between runs cannot blur (`large` and `small` only).
+SWARMSYNC_BASE = os.environ.get("SWARMSYNC_BASE_BIN")
 # BENCH_PERF=1: run the swarmsync peers under `perf record --call-graph dwarf` (profiles land in
 # $BENCH_ROOT/run/perf-{src,dst}-DATASET.data; the numbers of such a run are not results).
 PERF = os.environ.get("BENCH_PERF", "") not in ("", "0")
@@ -47,7 +50,7 @@ DATASET_OF = {"large": "large", "small": "small", "small-trap": "small", "edit":
               "swarm": "large"}
 DATASETS = sorted({DATASET_OF[c] for c in CASES if c in DATASET_OF})
 # Tools per case (the intersection with BENCH_TOOLS, in its order).
-TRANSFER_TOOLS = ["swarmsync", "syncthing", "rsync", "rsync-fsync", "cp"]
+TRANSFER_TOOLS = ["swarmsync", "swarmsync-base", "syncthing", "rsync", "rsync-fsync", "cp"]
 CASE_TOOLS = {
     "edit": ["swarmsync", "syncthing", "rsync"],
     "latency": ["swarmsync", "syncthing", "syncthing-delay1"],
@@ -73,6 +76,8 @@ TOOLS = os.environ.get(
 if "syncthing" in TOOLS and "syncthing-delay1" not in TOOLS and os.environ.get(
         "BENCH_LAT_DELAY1", "1") not in ("", "0"):
     TOOLS.append("syncthing-delay1")  # only `latency` has it
+if "swarmsync-base" in TOOLS and not SWARMSYNC_BASE:
+    TOOLS.remove("swarmsync-base")  # no build to run (run.sh sets it from BENCH_BASE_REV)
 RUN = os.path.join(ROOT, "run")
 WORK = RUN  # the current run's own directory (main sets it); nothing in it is deleted
             # before the round ends (see SETTLE)
@@ -83,6 +88,7 @@ META = {".sync", ".stfolder", ".stversions", ".stignore"}
 
 PORTS = {
     "swarmsync": (22001, 22002),
+    "swarmsync-base": (22011, 22012),
     "syncthing": (22101, 22102),
     "rsync": (22201,),
 }
@@ -322,8 +328,8 @@ class Result(dict):
     pass
 
 
-def run_swarmsync(src, dst, manifest):
-    sport, dport = PORTS["swarmsync"]
+def run_swarmsync(src, dst, manifest, tool="swarmsync", binary=SWARMSYNC):
+    sport, dport = PORTS[tool]
     state = os.path.join(WORK, "ss-src-state")
     shutil.rmtree(state, ignore_errors=True)
     for f in ("ss-src.log", "ss-dst.log"):
@@ -341,7 +347,7 @@ def run_swarmsync(src, dst, manifest):
 
     try:
         t_start = time.monotonic()
-        a = spawn(pre("src") + [SWARMSYNC, "sync", src, "--listen", f"127.0.0.1:{sport}",
+        a = spawn(pre("src") + [binary, "sync", src, "--listen", f"127.0.0.1:{sport}",
                    "--state", state] + SS_OFF, "ss-src.log", env)
         logf = os.path.join(RUN, "ss-src.log")
 
@@ -356,14 +362,14 @@ def run_swarmsync(src, dst, manifest):
         pa = worker(a.pid)
         quiesce()
         cpu_a0 = proc_cpu(pa)
-        n0 = nft_bytes("swarmsync")
+        n0 = nft_bytes(tool.replace("-", "_"))
         t0 = time.monotonic()
-        b = spawn(pre("dst") + [SWARMSYNC, "sync", dst, "--listen", f"127.0.0.1:{dport}",
+        b = spawn(pre("dst") + [binary, "sync", dst, "--listen", f"127.0.0.1:{dport}",
                    "--secret", key, "--known-host", f"127.0.0.1:{sport}"] + SS_OFF,
                   "ss-dst.log", env)
         t1 = wait_tree(dst, manifest, t0 + RUN_TIMEOUT,
                        lambda: a.poll() is None and b.poll() is None)
-        n1 = nft_bytes("swarmsync")
+        n1 = nft_bytes(tool.replace("-", "_"))
         pb = worker(b.pid)
         ca, cb = proc_cpu(pa) - cpu_a0, proc_cpu(pb)
         r = Result(wall=t1 - t0, cpu=ca + cb, cpu_src=ca, cpu_dst=cb,
@@ -937,6 +943,7 @@ def run_latency(tool):
 
 RUNNERS = {
     "swarmsync": run_swarmsync,
+    "swarmsync-base": lambda s, d, m: run_swarmsync(s, d, m, "swarmsync-base", SWARMSYNC_BASE),
     "syncthing": run_syncthing,
     "rsync": lambda s, d, m: run_rsync(s, d, m, fsync=False),
     "rsync-fsync": lambda s, d, m: run_rsync(s, d, m, fsync=True),

@@ -26,6 +26,9 @@
 #   BENCH_LAT_SAMPLES [5] BENCH_LAT_DELAY1 [1] (latency also with Syncthing's watcher
 #                         delay at 1 s, besides its default 10 s)
 #   BENCH_TOOLS ["swarmsync syncthing rsync rsync-fsync cp"]
+#   BENCH_BASE_REV=<rev>  also run that committed revision, as the tool
+#                         `swarmsync-base`, interleaved in the same rounds (`large`,
+#                         `small`): an A/B the machine's drift cannot blur
 #   BENCH_ROOT [/var/tmp/swarmsync-bench]   datasets, scratch trees, logs, results
 #   BENCH_SEED [20261201] dataset seed
 #   BENCH_TIMEOUT [3600]  bound on the whole comparison, seconds
@@ -69,20 +72,37 @@ if ((${#need[@]})); then
 fi
 
 # --- build
+export_rev() { # the source of a committed revision, exported once under $BENCH_ROOT
+    local src=$BENCH_ROOT/src-$1
+    if [[ ! -d $src ]]; then
+        mkdir -p "$src.part"
+        git -C "$REPO" archive "$1" | tar -x -C "$src.part"
+        mv "$src.part" "$src"
+    fi
+    echo "$src"
+}
 SRC=$REPO
 if [[ -n ${BENCH_REV:-} ]]; then
     rev=$(git -C "$REPO" rev-parse --short "$BENCH_REV")
-    SRC=$BENCH_ROOT/src-$rev
-    if [[ ! -d $SRC ]]; then
-        mkdir -p "$SRC.part"
-        git -C "$REPO" archive "$rev" | tar -x -C "$SRC.part"
-        mv "$SRC.part" "$SRC"
-    fi
+    SRC=$(export_rev "$rev")
     export CARGO_TARGET_DIR=$BENCH_ROOT/target
     if [[ ! -d $CARGO_TARGET_DIR/release && -d $REPO/target/release ]]; then
         mkdir -p "$CARGO_TARGET_DIR"
         cp -a "$REPO/target/release" "$CARGO_TARGET_DIR/release"
     fi
+fi
+if [[ -n ${BENCH_BASE_REV:-} ]]; then
+    # Built first, and kept under its own name: the build of $SRC below reuses the
+    # same target directory.
+    base_rev=$(git -C "$REPO" rev-parse --short "$BENCH_BASE_REV")
+    export SWARMSYNC_BASE_BIN=$BENCH_ROOT/swarmsync-$base_rev
+    if [[ ! -x $SWARMSYNC_BASE_BIN ]]; then
+        (cd "$(export_rev "$base_rev")" &&
+            CARGO_TARGET_DIR=$BENCH_ROOT/target cargo build --release --bin swarmsync >&2)
+        cp "$BENCH_ROOT/target/release/swarmsync" "$SWARMSYNC_BASE_BIN"
+    fi
+    [[ " ${BENCH_TOOLS:-swarmsync} " == *" swarmsync-base "* ]] ||
+        export BENCH_TOOLS="${BENCH_TOOLS:-swarmsync syncthing rsync rsync-fsync cp} swarmsync-base"
 fi
 if [[ -z ${BENCH_NO_BUILD:-} ]]; then
     (cd "$SRC" && cargo build --release --bin swarmsync >&2)
@@ -132,6 +152,7 @@ ip netns exec "$NS" ip link set lo up
     else
         echo "swarmsync: working tree at $(git -C "$REPO" rev-parse --short HEAD)$(git -C "$REPO" diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo ' with uncommitted changes'), $("$SWARMSYNC_BIN" --version)"
     fi
+    [[ -z ${base_rev:-} ]] || echo "swarmsync-base: $base_rev (committed, built from a clean export)"
     echo "syncthing: $(syncthing --version | awk '{print $2}')"
     echo "rsync: $(rsync --version | head -1 | awk '{print $3}')"
     echo "load before: $(uptime | sed 's/.*load average: //')"
