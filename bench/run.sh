@@ -92,15 +92,12 @@ if [[ -n ${BENCH_REV:-} ]]; then
     fi
 fi
 if [[ -n ${BENCH_BASE_REV:-} ]]; then
-    # Built first, and kept under its own name: the build of $SRC below reuses the
-    # same target directory.
+    # Its own target directory: in a shared one, cargo took the other export's
+    # binary for this one's (their fingerprints do not include the path).
     base_rev=$(git -C "$REPO" rev-parse --short "$BENCH_BASE_REV")
-    export SWARMSYNC_BASE_BIN=$BENCH_ROOT/swarmsync-$base_rev
-    if [[ ! -x $SWARMSYNC_BASE_BIN ]]; then
-        (cd "$(export_rev "$base_rev")" &&
-            CARGO_TARGET_DIR=$BENCH_ROOT/target cargo build --release --bin swarmsync >&2)
-        cp "$BENCH_ROOT/target/release/swarmsync" "$SWARMSYNC_BASE_BIN"
-    fi
+    export SWARMSYNC_BASE_BIN=$BENCH_ROOT/target-base/release/swarmsync
+    (cd "$(export_rev "$base_rev")" &&
+        CARGO_TARGET_DIR=$BENCH_ROOT/target-base cargo build --release --bin swarmsync >&2)
     [[ " ${BENCH_TOOLS:-swarmsync} " == *" swarmsync-base "* ]] ||
         export BENCH_TOOLS="${BENCH_TOOLS:-swarmsync syncthing rsync rsync-fsync cp} swarmsync-base"
 fi

@@ -225,6 +225,21 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                 }
                                 continue;
                             }
+                            // Hashed here, not on the folder thread, which has the
+                            // writes to do.
+                            Message::Response(wire::Response {
+                                request_id,
+                                result: Ok(block),
+                            }) => {
+                                let data = block.into_bytes();
+                                FolderEvent::Block {
+                                    peer,
+                                    request_id,
+                                    hash: *blake3::hash(&data).as_bytes(),
+                                    data,
+                                    _budget: permit,
+                                }
+                            }
                             message => FolderEvent::Message {
                                 peer,
                                 message,

@@ -77,6 +77,18 @@ pub(crate) enum FolderEvent {
         /// returned when the event is dropped (see `peer.rs`).
         _budget: tokio::sync::OwnedSemaphorePermit,
     },
+    /// A block a peer sent for a request, hashed on the connection's side.
+    Block {
+        /// Who sent it.
+        peer: PeerId,
+        /// The request it answers.
+        request_id: u32,
+        /// Its bytes, and their BLAKE3.
+        data: bytes::Bytes,
+        hash: [u8; 32],
+        /// As for [`FolderEvent::Message`].
+        _budget: tokio::sync::OwnedSemaphorePermit,
+    },
     /// A peer's index batch, its signatures checked on the connection's side
     /// (so the folder thread, which does everything else, is not spent on them).
     Records {
@@ -299,6 +311,13 @@ impl FolderTask {
                     FolderEvent::Message { peer, message, .. } => {
                         self.handle_message(peer, message, now)
                     }
+                    FolderEvent::Block {
+                        peer,
+                        request_id,
+                        data,
+                        hash,
+                        ..
+                    } => self.accept_response(peer, request_id, Ok((data, Some(hash))), now),
                     FolderEvent::Records {
                         peer,
                         index_id,
@@ -476,7 +495,7 @@ impl FolderTask {
                 }
             }
             Message::Response(response) => {
-                let result = response.result.map(wire::Block::into_bytes);
+                let result = response.result.map(|b| (b.into_bytes(), None));
                 self.accept_response(peer, response.request_id, result, now);
             }
             Message::DeltaResponse(response) => self.receive_delta_block(peer, response, now),
@@ -668,7 +687,7 @@ impl FolderTask {
         &mut self,
         peer: PeerId,
         id: u32,
-        result: Result<bytes::Bytes, ResponseError>,
+        result: Result<(bytes::Bytes, Option<[u8; 32]>), ResponseError>,
         now: Instant,
     ) {
         let Some((sent, request)) = self.requests.remove(&id) else {
@@ -680,8 +699,8 @@ impl FolderTask {
         }
         // A basis offered with it is done with, whatever the answer.
         self.bases.take(id);
-        let data = match result {
-            Ok(data) => data,
+        let (data, hashed) = match result {
+            Ok(received) => received,
             Err(ResponseError::Busy) => {
                 // Not a missing block: ask again (a busy peer is still a source).
                 self.engine
@@ -699,7 +718,8 @@ impl FolderTask {
                 return;
             }
         };
-        if data.len() != request.size as usize || blake3::hash(&data).as_bytes() != &request.hash {
+        let hash = hashed.unwrap_or_else(|| *blake3::hash(&data).as_bytes());
+        if data.len() != request.size as usize || hash != request.hash {
             tracing::warn!(peer = %peer, path = %request.path, "a block did not match its hash");
             self.engine
                 .handle_bad_block(&peer, &request.path, request.file_hash, request.index);
