@@ -35,9 +35,10 @@
 #   BENCH_OUT [$BENCH_ROOT]  where results.md, results.json and conditions.txt go
 #   BENCH_NO_BUILD=1      skip `cargo build --release`
 #   BENCH_REV=<rev>       build that committed revision (e.g. HEAD) from a `git archive`
-#                         export under $BENCH_ROOT/src instead of the working tree (the
-#                         working tree is shared and may hold someone's half-done edit);
-#                         its target dir is $BENCH_ROOT/target, seeded from target/release
+#                         export under $BENCH_ROOT/src-<rev> instead of the working tree
+#                         (the working tree is shared and may hold someone's half-done
+#                         edit); its target dir is $BENCH_ROOT/target-<rev>, seeded from
+#                         the newest other one (remove old ones: ~1 GB each)
 #
 # Results: a markdown table on stdout and in $BENCH_ROOT/results.md (raw: results.json).
 # Exits non-zero if any tree failed to verify byte for byte.
@@ -72,39 +73,49 @@ if ((${#need[@]})); then
 fi
 
 # --- build
-export_rev() { # the source of a committed revision, exported once under $BENCH_ROOT
-    local src=$BENCH_ROOT/src-$1
+# Each committed revision gets its own export and its own target directory: cargo
+# names the workspace's artifacts without their path, and `git archive` dates every
+# file at its commit, so in a shared target directory an older export's build was
+# "fresh" with a newer one's artifacts (and ran the newer code).
+build_rev() { # prints the path of the binary of revision $1
+    local src=$BENCH_ROOT/src-$1 target=$BENCH_ROOT/target-$1 seed
     if [[ ! -d $src ]]; then
         mkdir -p "$src.part"
         git -C "$REPO" archive "$1" | tar -x -C "$src.part"
         mv "$src.part" "$src"
     fi
-    echo "$src"
-}
-SRC=$REPO
-if [[ -n ${BENCH_REV:-} ]]; then
-    rev=$(git -C "$REPO" rev-parse --short "$BENCH_REV")
-    SRC=$(export_rev "$rev")
-    export CARGO_TARGET_DIR=$BENCH_ROOT/target
-    if [[ ! -d $CARGO_TARGET_DIR/release && -d $REPO/target/release ]]; then
-        mkdir -p "$CARGO_TARGET_DIR"
-        cp -a "$REPO/target/release" "$CARGO_TARGET_DIR/release"
+    if [[ ! -d $target ]]; then
+        # Seeded with another build's dependencies; the export, dated now, is newer
+        # than every artifact copied, so its own crates are built again.
+        seed=$(ls -dt "$BENCH_ROOT"/target-* 2>/dev/null | head -1 || true)
+        if [[ -n $seed ]]; then
+            cp -a "$seed" "$target.part"
+        elif [[ -d $REPO/target/release ]]; then
+            mkdir -p "$target.part" && cp -a "$REPO/target/release" "$target.part/release"
+        fi
+        find "$src" -exec touch {} +
+        mkdir -p "$target.part" && mv "$target.part" "$target"
     fi
-fi
+    if [[ -z ${BENCH_NO_BUILD:-} ]]; then
+        (cd "$src" && CARGO_TARGET_DIR=$target cargo build --release --bin swarmsync >&2)
+    fi
+    echo "$target/release/swarmsync"
+}
 if [[ -n ${BENCH_BASE_REV:-} ]]; then
-    # Its own target directory: in a shared one, cargo took the other export's
-    # binary for this one's (their fingerprints do not include the path).
     base_rev=$(git -C "$REPO" rev-parse --short "$BENCH_BASE_REV")
-    export SWARMSYNC_BASE_BIN=$BENCH_ROOT/target-base/release/swarmsync
-    (cd "$(export_rev "$base_rev")" &&
-        CARGO_TARGET_DIR=$BENCH_ROOT/target-base cargo build --release --bin swarmsync >&2)
+    SWARMSYNC_BASE_BIN=$(build_rev "$base_rev")
+    export SWARMSYNC_BASE_BIN
     [[ " ${BENCH_TOOLS:-swarmsync} " == *" swarmsync-base "* ]] ||
         export BENCH_TOOLS="${BENCH_TOOLS:-swarmsync syncthing rsync rsync-fsync cp} swarmsync-base"
 fi
-if [[ -z ${BENCH_NO_BUILD:-} ]]; then
-    (cd "$SRC" && cargo build --release --bin swarmsync >&2)
+if [[ -n ${BENCH_REV:-} ]]; then
+    rev=$(git -C "$REPO" rev-parse --short "$BENCH_REV")
+    SWARMSYNC_BIN=$(build_rev "$rev")
+    export SWARMSYNC_BIN
+else
+    [[ -n ${BENCH_NO_BUILD:-} ]] || (cd "$REPO" && cargo build --release --bin swarmsync >&2)
+    export SWARMSYNC_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/swarmsync
 fi
-export SWARMSYNC_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/swarmsync
 
 # --- datasets (reused when their manifest matches)
 mkdir -p "$BENCH_ROOT/data"
