@@ -696,7 +696,10 @@ impl Scheduler {
             }
         }
         // The endgame starts only when nothing at all is missing for this peer.
-        (best.map(|(_, key, index)| (key, index)).or(endgame), missing_from)
+        (
+            best.map(|(_, key, index)| (key, index)).or(endgame),
+            missing_from,
+        )
     }
 
     fn issue(&mut self, peer: PeerId, key: u64, index: usize, now: Instant) -> Option<Request> {

@@ -289,6 +289,7 @@ impl FolderTask {
                     Err(_) => break,
                 }
             }
+            self.disk.forget_checked_dirs();
             let mut stop = false;
             for event in batch {
                 let now = Instant::now();

@@ -402,7 +402,10 @@ fn blocks_set_back_to_missing_behind_the_files_in_flight_are_asked_again() {
     // Busy, for a file near the front: asked again.
     s.handle_refused(&peer(1), &files[3].path, files[3].hash, 0);
     let again = drain(&mut s, t0);
-    assert_eq!(again.iter().map(|r| &r.path).collect::<Vec<_>>(), [&files[3].path]);
+    assert_eq!(
+        again.iter().map(|r| &r.path).collect::<Vec<_>>(),
+        [&files[3].path]
+    );
     // A new file after them all is asked at once.
     let late = file("late", 1, 200);
     s.add_file(late.clone());
