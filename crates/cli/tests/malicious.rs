@@ -23,8 +23,8 @@ use keys::{FolderKey, PeerId, RwSecret, Signature};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wire::{
-    Block, FolderState, FrameDecoder, Hello, IndexBatch, IndexEntry, Message, Ping, Request,
-    Response, ResponseError, Text,
+    Block, BlockSums, DeltaRequest, FolderState, FrameDecoder, Hello, IndexBatch, IndexEntry,
+    MIN_CHUNK_LEN, Message, Ping, Request, Response, ResponseError, Text,
 };
 
 /// Bound on any one network wait: a failure bound, never a measurement.
@@ -877,26 +877,60 @@ fn a_flood_of_requests_for_random_hashes_keeps_memory_bounded() {
 
 #[test]
 fn a_peer_that_asks_for_real_blocks_and_never_reads_is_held_to_a_bound() {
+    asks_without_reading(600, |id, block| {
+        Message::Request(Request {
+            request_id: id,
+            hash: block.hash,
+            size: block.size,
+            hint: None,
+        })
+    });
+}
+
+#[test]
+fn a_peer_that_asks_for_deltas_and_never_reads_is_held_to_a_bound() {
+    // Checksums of a basis as large as the block in the smallest chunks (12
+    // bytes of checksums per 256 bytes of block), of bytes the block does not
+    // hold: each answer is a search of the block, and the checksums held back
+    // reach their bound before the requests' count does.
+    let sums = std::cell::OnceCell::new();
+    let (_, busy) = asks_without_reading(150, |id, block| {
+        let sums = sums.get_or_init(|| {
+            let basis = vec![7u8; block.size as usize];
+            BlockSums::of(&basis, MIN_CHUNK_LEN)
+        });
+        Message::DeltaRequest(DeltaRequest {
+            request: Request {
+                request_id: id,
+                hash: block.hash,
+                size: block.size,
+                hint: None,
+            },
+            sums: sums.clone(),
+        })
+    });
+    assert!(busy > 0, "the checksums held back are bounded");
+}
+
+/// A peer asks for the node's largest block, by `request(id, block)`, as many
+/// times as would take `mib` MiB of answers (far more than the node queues),
+/// before reading a byte: every request is answered, with the block or "busy",
+/// and the node's memory stays bounded.
+/// Returns how many were answered with data, and how many "busy".
+fn asks_without_reading(mib: u32, request: impl Fn(u32, &record::Block) -> Message) -> (u32, u32) {
     let s = scene();
-    runtime().block_on(async {
+    let answered = runtime().block_on(async {
         let mut evil = Evil::connect(&s.node, &s.key).await;
         while !evil.node_records.contains_key("big.bin") {
             evil.next().await.expect("the node's index");
         }
         let rec = &evil.node_records["big.bin"];
         let block = *rec.blocks.iter().max_by_key(|b| b.size).unwrap();
-        // Enough requests that unbounded answers would take 600 MiB.
-        let n = ((600u32 << 20) / block.size + 1).min(20_000);
+        let n = ((mib << 20) / block.size + 1).min(20_000);
         let mut out = Vec::new();
         let mut max_rss = 0;
         for id in 1..=n {
-            Message::Request(Request {
-                request_id: id,
-                hash: block.hash,
-                size: block.size,
-                hint: None,
-            })
-            .encode(&mut out);
+            request(id, &block).encode(&mut out);
             if id % 200 == 0 || id == n {
                 evil.send_raw(&out).await;
                 out.clear();
@@ -907,18 +941,20 @@ fn a_peer_that_asks_for_real_blocks_and_never_reads_is_held_to_a_bound() {
         // before we read a byte.
         evil.barrier(&s, &s.key).await;
         max_rss = max_rss.max(s.node.rss_kib().unwrap());
-        // Everything is answered, with data or "busy" (requests beyond the
-        // ones the node holds back until its queue drains); the memory never
-        // grew past the bound, however much was asked.
         let (mut data, mut busy) = (0u32, 0u32);
         for i in 1..=n {
-            let response = evil
+            let answer = evil
                 .expect("a response", |m| match m {
-                    Message::Response(r) => Some(r.clone()),
+                    Message::Response(r) => Some(r.result.clone().map(Block::into_bytes)),
+                    // Rebuilt from the basis the delta requests offered.
+                    Message::DeltaResponse(r) => {
+                        let basis = vec![7u8; block.size as usize];
+                        Some(Ok(r.pieces.apply(&basis).unwrap_or_default().into()))
+                    }
                     _ => None,
                 })
                 .await;
-            match response.result {
+            match answer {
                 Ok(got) => {
                     assert_eq!(blake3::hash(&got).as_bytes(), &block.hash);
                     data += 1;
@@ -934,8 +970,10 @@ fn a_peer_that_asks_for_real_blocks_and_never_reads_is_held_to_a_bound() {
         assert_eq!(data + busy, n);
         assert!(max_rss < RSS_LIMIT_KIB, "the node used {max_rss} KiB");
         evil.ping(7).await;
+        (data, busy)
     });
     s.assert_intact();
+    answered
 }
 
 #[test]

@@ -50,6 +50,9 @@ const MAX_QUEUED_BYTES: u64 = 32 << 20;
 const SERVE_QUEUE_BYTES: u64 = 8 << 20;
 /// Block requests of one peer held back at most; beyond, it is told "busy".
 const MAX_HELD_REQUESTS: usize = 4096;
+/// Bytes of the checksums of a peer's held delta requests at most (one can
+/// carry ~400 KB of them, for an 8 MiB basis); beyond, it is told "busy".
+const MAX_HELD_SUMS_BYTES: usize = 4 << 20;
 /// Rejected records of one batch logged one by one; the rest are counted.
 const MAX_REJECTS_LOGGED: usize = 20;
 /// Events handled before completed files are flushed to disk together.
@@ -143,7 +146,16 @@ struct Peer {
     /// Records sent as deltas, both ways.
     deltas: delta::DeltaState,
     /// Its block requests held back until its send queue has room.
-    held: VecDeque<wire::Request>,
+    held: VecDeque<Held>,
+    /// The wire bytes of the checksums of the delta requests in `held`.
+    held_sums_bytes: usize,
+}
+
+/// A block request of a peer, waiting for room in its send queue.
+#[derive(Debug)]
+enum Held {
+    Block(wire::Request),
+    Delta(wire::DeltaRequest),
 }
 
 impl Peer {
@@ -158,6 +170,7 @@ impl Peer {
             last_sample: (0, 0),
             deltas: delta::DeltaState::default(),
             held: VecDeque::new(),
+            held_sums_bytes: 0,
         }
     }
 }
@@ -475,26 +488,10 @@ impl FolderTask {
             return;
         }
         match message {
-            Message::Request(request) => {
-                let Some(p) = self.peers.get_mut(&peer) else {
-                    return;
-                };
-                if p.held.len() >= MAX_HELD_REQUESTS {
-                    link.send(Message::Response(wire::Response {
-                        request_id: request.request_id,
-                        result: Err(ResponseError::Busy),
-                    }));
-                    return;
-                }
-                p.held.push_back(request);
-                self.serve_held(peer);
-            }
-            Message::DeltaRequest(request) => {
-                let sent = self.serve_delta(&link, request);
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.sent_bytes += sent;
-                }
-            }
+            Message::Request(request) => self.hold(peer, &link, Held::Block(request)),
+            // Held like plain requests: answering one reads the block too, and
+            // searches it.
+            Message::DeltaRequest(request) => self.hold(peer, &link, Held::Delta(request)),
             Message::Response(response) => {
                 let result = response.result.map(|b| (b.into_bytes(), None));
                 self.accept_response(peer, response.request_id, result, now);
@@ -582,6 +579,28 @@ impl FolderTask {
         }
     }
 
+    /// Queues a block request of `peer` behind its others (or answers "busy"
+    /// when too many wait), then serves what its send queue has room for.
+    fn hold(&mut self, peer: PeerId, link: &PeerLink, request: Held) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let (id, sums) = match &request {
+            Held::Block(r) => (r.request_id, 0),
+            Held::Delta(r) => (r.request.request_id, r.sums.wire_len()),
+        };
+        if p.held.len() >= MAX_HELD_REQUESTS || p.held_sums_bytes + sums > MAX_HELD_SUMS_BYTES {
+            link.send(Message::Response(wire::Response {
+                request_id: id,
+                result: Err(ResponseError::Busy),
+            }));
+            return;
+        }
+        p.held_sums_bytes += sums;
+        p.held.push_back(request);
+        self.serve_held(peer);
+    }
+
     /// Answers `peer`'s held block requests, in order, while its send queue
     /// has room: a block is read only when it will be sent soon.
     fn serve_held(&mut self, peer: PeerId) {
@@ -594,7 +613,16 @@ impl FolderTask {
                 else {
                     return;
                 };
-                let sent = self.serve(&link, request);
+                let sent = match request {
+                    Held::Block(request) => self.serve(&link, request),
+                    Held::Delta(request) => {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.held_sums_bytes =
+                                p.held_sums_bytes.saturating_sub(request.sums.wire_len());
+                        }
+                        self.serve_delta(&link, request)
+                    }
+                };
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.sent_bytes += sent;
                 }
