@@ -231,12 +231,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                 request_id,
                                 result: Ok(block),
                             }) => {
-                                let data = block.into_bytes();
+                                let (data, hash) = crate::folder::hashed(block.into_bytes());
                                 FolderEvent::Block {
                                     peer,
                                     request_id,
-                                    hash: *blake3::hash(&data).as_bytes(),
                                     data,
+                                    hash,
                                     _budget: permit,
                                 }
                             }

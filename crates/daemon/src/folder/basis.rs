@@ -192,7 +192,7 @@ impl FolderTask {
             tracing::debug!(peer = %peer, block = data.len(), basis = basis_len, "block rebuilt from a delta");
         }
         let result = match data {
-            Some(data) => Ok((data.into(), None)),
+            Some(data) => Ok(super::hashed(data.into())),
             // No basis (we never offered one) or copies past it: the peer's fault.
             None => Err(wire::ResponseError::Invalid),
         };

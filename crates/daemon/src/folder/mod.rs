@@ -331,7 +331,7 @@ impl FolderTask {
                         data,
                         hash,
                         ..
-                    } => self.accept_response(peer, request_id, Ok((data, Some(hash))), now),
+                    } => self.accept_response(peer, request_id, Ok((data, hash)), now),
                     FolderEvent::Records {
                         peer,
                         index_id,
@@ -492,8 +492,10 @@ impl FolderTask {
             // Held like plain requests: answering one reads the block too, and
             // searches it.
             Message::DeltaRequest(request) => self.hold(peer, &link, Held::Delta(request)),
+            // A block comes as `FolderEvent::Block`, hashed by the reader; what
+            // is left here is the refusals.
             Message::Response(response) => {
-                let result = response.result.map(|b| (b.into_bytes(), None));
+                let result = response.result.map(|b| hashed(b.into_bytes()));
                 self.accept_response(peer, response.request_id, result, now);
             }
             Message::DeltaResponse(response) => self.receive_delta_block(peer, response, now),
@@ -716,7 +718,7 @@ impl FolderTask {
         &mut self,
         peer: PeerId,
         id: u32,
-        result: Result<(bytes::Bytes, Option<[u8; 32]>), ResponseError>,
+        result: Result<(bytes::Bytes, [u8; 32]), ResponseError>,
         now: Instant,
     ) {
         let Some((sent, request)) = self.requests.remove(&id) else {
@@ -728,7 +730,7 @@ impl FolderTask {
         }
         // A basis offered with it is done with, whatever the answer.
         self.bases.take(id);
-        let (data, hashed) = match result {
+        let (data, hash) = match result {
             Ok(received) => received,
             Err(ResponseError::Busy) => {
                 // Not a missing block: ask again (a busy peer is still a source).
@@ -747,7 +749,6 @@ impl FolderTask {
                 return;
             }
         };
-        let hash = hashed.unwrap_or_else(|| *blake3::hash(&data).as_bytes());
         if data.len() != request.size as usize || hash != request.hash {
             tracing::warn!(peer = %peer, path = %request.path, "a block did not match its hash");
             self.engine
@@ -1000,6 +1001,12 @@ impl FolderTask {
             }
         }
     }
+}
+
+/// A received block with its BLAKE3, as [`FolderTask::accept_response`] takes it.
+pub(crate) fn hashed(data: bytes::Bytes) -> (bytes::Bytes, [u8; 32]) {
+    let hash = *blake3::hash(&data).as_bytes();
+    (data, hash)
 }
 
 fn report_io(doing: &str, path: &RelPath, e: &std::io::Error) {

@@ -414,7 +414,17 @@ fn blocks_set_back_to_missing_behind_the_files_in_flight_are_asked_again() {
     // Timed out: every block is asked again.
     s.handle_timeout(t0 + Duration::from_secs(6));
     assert_eq!(drain(&mut s, t0 + Duration::from_secs(6)).len(), 51);
-    // Its peer gone: the first files are asked of the other one.
+    // Its peer gone: the first files are asked of the other one, busy enough
+    // with files of its own that it is past the endgame (which would look at
+    // every file anyway).
+    let own: Vec<FileRecord> = (0..8)
+        .map(|i| file(&format!("own{i}"), 1, 100 + i))
+        .collect();
+    for f in &own {
+        s.add_file(f.clone());
+        s.peer_has_file(&peer(2), &f.path, f.hash);
+    }
+    assert_eq!(drain(&mut s, t0).len(), 8);
     for f in &files[..2] {
         s.peer_has_file(&peer(2), &f.path, f.hash);
     }
