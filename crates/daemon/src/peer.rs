@@ -72,7 +72,7 @@ pub(crate) struct SendQueue {
 /// Queued bytes at which a writer wakes a folder that holds requests back: half
 /// of what the folder keeps queued, so the next blocks are read while the
 /// writer still has the other half to send.
-pub(crate) const DRAINED_BYTES: u64 = 4 << 20;
+pub(crate) const DRAINED_BYTES: u64 = 1 << 20;
 
 /// Bytes a message is counted for in the send queue.
 fn message_cost(message: &Message) -> u64 {
@@ -93,10 +93,12 @@ fn message_cost(message: &Message) -> u64 {
 /// Most bytes of one peer's decoded messages waiting for the folder thread: a
 /// peer that sends faster than the folder handles is slowed by its own TCP
 /// window, and memory is bounded by bytes, not by a count of 16 MiB frames.
-/// 8 MiB is several milliseconds of blocks even at 1 GB/s; 32 MiB only raised a
-/// receiving peer's peak RSS (about 90 MB against 37 MB for 1 GiB over loopback,
-/// at the same speed).
-const MAX_INBOUND_BYTES: usize = 8 << 20;
+/// What waits in the socket's buffer (megabytes, tuned by the kernel) is not
+/// held here: this only has to keep the folder thread fed while the next block
+/// is decrypted and hashed. 32 MiB raised a receiving peer's peak RSS to about
+/// 90 MB for 1 GiB over loopback, 8 MiB to ~32 MB for 256 MiB, 2 MiB ~22 MB, at
+/// the same speed.
+const MAX_INBOUND_BYTES: usize = 2 << 20;
 
 /// The cost in permits (KiB) of a message held for the folder.
 fn inbound_permits(message: &Message) -> u32 {
@@ -209,11 +211,28 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Ok(message) => {
                         let permits =
                             inbound_permits(&message).min(MAX_INBOUND_BYTES as u32 / 1024);
+                        // A block is hashed here, not on the folder thread, which
+                        // has the writes to do; and before waiting for room, so
+                        // that the hashing overlaps those writes.
+                        let message = match message {
+                            Message::Response(wire::Response {
+                                request_id,
+                                result: Ok(block),
+                            }) => Ok((request_id, crate::folder::hashed(block.into_bytes()))),
+                            message => Err(message),
+                        };
                         let Ok(permit) = budget.clone().acquire_many_owned(permits).await else {
                             return Ok(Ended::Eof);
                         };
                         let event = match message {
-                            Message::Index(batch) | Message::IndexUpdate(batch) => {
+                            Ok((request_id, (data, hash))) => FolderEvent::Block {
+                                peer,
+                                request_id,
+                                data,
+                                hash,
+                                _budget: permit,
+                            },
+                            Err(Message::Index(batch) | Message::IndexUpdate(batch)) => {
                                 let checker = Checker {
                                     peer,
                                     key: &verifier,
@@ -225,22 +244,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                 }
                                 continue;
                             }
-                            // Hashed here, not on the folder thread, which has the
-                            // writes to do.
-                            Message::Response(wire::Response {
-                                request_id,
-                                result: Ok(block),
-                            }) => {
-                                let (data, hash) = crate::folder::hashed(block.into_bytes());
-                                FolderEvent::Block {
-                                    peer,
-                                    request_id,
-                                    data,
-                                    hash,
-                                    _budget: permit,
-                                }
-                            }
-                            message => FolderEvent::Message {
+                            Err(message) => FolderEvent::Message {
                                 peer,
                                 message,
                                 _budget: permit,
@@ -479,11 +483,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 None => break,
             },
         };
-        // Coalesce what is already waiting into one write, up to a few MiB.
+        // Coalesce what is already waiting into one write, up to a MiB (and one
+        // message: a block may be larger).
         let mut cost = message_cost(&first);
         batch.clear();
         batch.push(first);
-        while cost < 4 << 20 {
+        while cost < 1 << 20 {
             match rx.try_recv() {
                 Ok(next) => {
                     cost += message_cost(&next);
@@ -535,19 +540,26 @@ mod tests {
     #[test]
     fn a_folder_waiting_for_room_is_woken_once_the_queue_drains() {
         let (link, writer, mut events) = link_and_writer();
-        link.queue.bytes.store(12 << 20, Ordering::SeqCst);
-        assert!(!link.wake_when_drained(), "12 MiB queued is not drained");
-        writer.written(4 << 20);
-        assert!(events.try_recv().is_err(), "8 MiB left: no wake-up yet");
-        writer.written(4 << 20);
+        let step = DRAINED_BYTES;
+        link.queue.bytes.store(3 * step, Ordering::SeqCst);
+        assert!(
+            !link.wake_when_drained(),
+            "three times the mark is not drained"
+        );
+        writer.written(step);
+        assert!(
+            events.try_recv().is_err(),
+            "twice the mark left: no wake-up yet"
+        );
+        writer.written(step);
         assert!(matches!(
             events.try_recv(),
             Ok(FolderEvent::Drained { peer }) if peer == writer.peer
         ));
         // Once: a later drain wakes no one who did not ask again.
-        writer.written(1 << 20);
+        writer.written(step / 2);
         assert!(events.try_recv().is_err());
-        assert_eq!(link.queued_bytes(), 3 << 20);
+        assert_eq!(link.queued_bytes(), step / 2);
     }
 
     #[test]

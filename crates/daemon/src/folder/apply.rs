@@ -142,6 +142,7 @@ impl FolderTask {
         self.writeback.forget(&record.path, &record.hash);
         match self.disk.prepare(&record) {
             Ok(()) => {
+                tracing::debug!(path = %record.path, "complete, waiting to be flushed");
                 self.finalizing_since.get_or_insert_with(Instant::now);
                 self.finalizing_bytes += record.size;
                 self.finalizing.push((signed, record));
@@ -165,7 +166,9 @@ impl FolderTask {
         self.finalizing_bytes = 0;
         let batch = std::mem::take(&mut self.finalizing);
         let records: Vec<&FileRecord> = batch.iter().map(|(_, r)| r).collect();
+        let started = Instant::now();
         let results = self.disk.commit(&records);
+        tracing::debug!(files = records.len(), took = ?started.elapsed(), "flushed and moved into place");
         let mut stored: Vec<(FileRecord, SignedRecord)> = Vec::with_capacity(batch.len());
         let mut failed: Vec<(RelPath, SignedRecord)> = Vec::new();
         match self.index.write() {
