@@ -9,6 +9,7 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 
 use common::{Node, noise, printed_secret, wait_same, wait_until};
 
@@ -169,12 +170,7 @@ fn killed_in_the_middle_of_a_large_file_then_restarted_completes() {
     let mut b = Node::start(&tmp.path().join("b"), &secret_args(&secret, &[&a]));
     // Kill B as soon as its temporary exists.
     wait_until("a temporary on b", &[&a, &b], || {
-        fs::read_dir(&b.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(".sync-tmp-"))
-            || b.tree().contains_key("large.bin")
+        temporaries(&b.dir) > 0 || b.tree().contains_key("large.bin")
     });
     b.kill();
     assert!(
@@ -183,12 +179,16 @@ fn killed_in_the_middle_of_a_large_file_then_restarted_completes() {
     );
     b.restart();
     wait_same(&[&a, &b]);
-    let leftovers = fs::read_dir(&b.dir)
-        .unwrap()
-        .flatten()
+    assert_eq!(temporaries(&b.dir), 0, "temporaries are cleaned up");
+}
+
+/// Temporaries in `.sync/tmp` and beside the files at the top of `dir`.
+fn temporaries(dir: &Path) -> usize {
+    [dir.join(".sync/tmp"), dir.to_owned()]
+        .iter()
+        .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
         .filter(|e| e.file_name().to_string_lossy().starts_with(".sync-tmp-"))
-        .count();
-    assert_eq!(leftovers, 0, "temporaries are cleaned up");
+        .count()
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //!
 //! notify's callback (its own thread) maps each event to folder paths and a
 //! [`debounce::Change`], dropping what never needs a scan: reads and opens
-//! (ours, when serving blocks and hashing), `.sync/`, our temporaries. A
+//! (ours, when serving blocks and hashing), `.sync/` (not even watched, where
+//! the backend allows: our temporaries are there), other temporaries of ours. A
 //! thread of ours feeds them to a [`debounce::Debouncer`], which decides when
 //! each path is due (the rule is in its docs). On Linux, where inotify reports
 //! close-after-write: a file closed after writing, renamed or removed goes
@@ -97,6 +98,11 @@ pub(crate) fn start(
         }
         return None;
     }
+    // Nothing under `.sync/` is ever reported (see `relative`), and the index's
+    // writes and every received file's temporary are there: unwatched, they cost
+    // the kernel and notify's thread nothing. (Where a backend watches a tree as
+    // one, there is no watch to remove; its events are dropped as before.)
+    let _ = notify.unwatch(&root.join(STATE_DIR));
     let stopping = Arc::new(AtomicBool::new(false));
     let thread_stopping = Arc::clone(&stopping);
     let spawned = std::thread::Builder::new()
