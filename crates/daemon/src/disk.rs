@@ -339,31 +339,44 @@ impl Disk {
     /// Moves prepared temporaries into place, durably: their data is flushed
     /// before any rename (so a crash leaves the old file or the whole new one),
     /// what they replace goes to the archive, and each directory touched is
-    /// fsynced after the renames. One result per record, in order.
+    /// flushed after the renames. One result per record, in order. (The
+    /// folder does it in two steps, [`flush_paths`] on another thread.)
+    #[cfg(test)]
     pub(crate) fn commit(&self, records: &[&FileRecord]) -> Vec<io::Result<LocalStat>> {
-        // Each target's directories are checked for links once, here.
+        let flushed = flush_paths(&self.root, &self.temps_of(records));
+        self.commit_flushed(records, flushed)
+    }
+
+    /// The temporaries of `records`, in order, for [`flush_paths`].
+    pub(crate) fn temps_of(&self, records: &[&FileRecord]) -> Vec<io::Result<PathBuf>> {
+        records
+            .iter()
+            .map(|r| self.temp_path(&r.path, &r.hash))
+            .collect()
+    }
+
+    /// [`commit`](Self::commit) of temporaries already flushed (`flushed`: one
+    /// result per record, from [`flush_paths`]).
+    pub(crate) fn commit_flushed(
+        &self,
+        records: &[&FileRecord],
+        flushed: Vec<io::Result<()>>,
+    ) -> Vec<io::Result<LocalStat>> {
+        // Each target's directories are checked for links once, here (again:
+        // the flush took a while).
         let targets: Vec<io::Result<PathBuf>> =
             records.iter().map(|r| self.path(&r.path)).collect();
-        let temps: Vec<io::Result<PathBuf>> = records
-            .iter()
-            .zip(&targets)
-            .map(|(r, target)| match target {
-                Ok(target) => Ok(self.temp_for(target, &r.path, &r.hash)),
-                Err(e) => Err(copy_err(e)),
-            })
-            .collect();
-        let flushed = self.flush_all(&temps);
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut results: Vec<io::Result<LocalStat>> = records
             .iter()
-            .zip(targets.iter().zip(&temps))
+            .zip(&targets)
             .zip(flushed)
-            .map(|((record, (target, temp)), flushed)| {
+            .map(|((record, target), flushed)| {
                 flushed?;
-                let temp = temp.as_ref().map_err(copy_err)?;
                 let target = target.as_ref().map_err(copy_err)?;
+                let temp = self.temp_for(target, &record.path, &record.hash);
                 self.archive_at(target, &record.path)?;
-                rename_making_dir(temp, target)?;
+                rename_making_dir(&temp, target)?;
                 if let Some(dir) = target.parent()
                     && !dirs.iter().any(|d| d == dir)
                 {
@@ -372,6 +385,12 @@ impl Disk {
                 local_stat(target)
             })
             .collect();
+        // The renames made durable: one `syncfs` when many directories were
+        // touched (a batch of small files touches most of a tree's), an fsync
+        // of each of a few.
+        if dirs.len() > 2 && sync_fs(&self.root) {
+            return results;
+        }
         for dir in &dirs {
             if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
                 // The renames in this directory are not known durable: report them.
@@ -384,24 +403,6 @@ impl Disk {
             }
         }
         results
-    }
-
-    /// Makes the temporaries' data durable: one `syncfs` of the folder's file
-    /// system for a batch, an fsync each for one or two files.
-    fn flush_all(&self, temps: &[io::Result<PathBuf>]) -> Vec<io::Result<()>> {
-        if temps.len() > 2
-            && let Ok(root) = File::open(&self.root)
-            && rustix::fs::syncfs(&root).is_ok()
-        {
-            return temps.iter().map(|_| Ok(())).collect();
-        }
-        temps
-            .iter()
-            .map(|t| match t {
-                Ok(t) => File::open(t).and_then(|f| f.sync_all()),
-                Err(e) => Err(copy_err(e)),
-            })
-            .collect()
     }
 
     /// Sets time and mode of what is at `record.path` to the record's.
@@ -611,6 +612,30 @@ pub(crate) fn remove_stale_temporaries(root: &Path) -> usize {
         }
     }
     removed
+}
+
+/// Makes the data of temporaries durable: one `syncfs` of the file system of
+/// `root` for a batch, an fsync each for one or two files. One result per
+/// temporary, in order (an error where it had no name).
+pub(crate) fn flush_paths(root: &Path, temps: &[io::Result<PathBuf>]) -> Vec<io::Result<()>> {
+    if temps.iter().filter(|t| t.is_ok()).count() > 2 && sync_fs(root) {
+        return temps
+            .iter()
+            .map(|t| t.as_ref().map(|_| ()).map_err(copy_err))
+            .collect();
+    }
+    temps
+        .iter()
+        .map(|t| match t {
+            Ok(t) => File::open(t).and_then(|f| f.sync_all()),
+            Err(e) => Err(copy_err(e)),
+        })
+        .collect()
+}
+
+/// Flushes the file system `root` is on (`syncfs`); false if that failed.
+fn sync_fs(root: &Path) -> bool {
+    File::open(root).is_ok_and(|root| rustix::fs::syncfs(&root).is_ok())
 }
 
 /// Renames `from` to `to`, making `to`'s directory first if it is missing (a

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod disk;
+mod flush;
 mod folder;
 mod peer;
 mod pex;

@@ -86,7 +86,10 @@ pub fn run(
         .flatten();
     let folder = std::thread::Builder::new()
         .name("swarmsync-folder".into())
-        .spawn(move || task.run(events_rx))
+        .spawn({
+            let wake = events_tx.downgrade();
+            move || task.run(events_rx, wake)
+        })
         .map_err(DaemonError::Runtime)?;
 
     let net_result: Result<(), DaemonError> = runtime.block_on(async {

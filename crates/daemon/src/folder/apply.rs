@@ -155,20 +155,71 @@ impl FolderTask {
     }
 
     /// Moves every completed file of this batch into place with one flush of the
-    /// file system before the renames and one fsync per directory after them, and
+    /// file system before the renames and one after them (see `Disk::commit`), and
     /// stores their records in one transaction: each file is durable before it is
-    /// reported done, without an fsync pair per file.
+    /// reported done, without an fsync pair per file. The first flush is the
+    /// flushing thread's, when there is one (`crate::flush`): the batch is then
+    /// finished by [`finish_flush`](Self::finish_flush), and the next one waits.
     pub(super) fn flush_finalized(&mut self) {
-        if self.finalizing.is_empty() {
+        if self.finalizing.is_empty() || self.flushing.is_some() {
             return;
         }
         self.finalizing_since = None;
         self.finalizing_bytes = 0;
         let batch = std::mem::take(&mut self.finalizing);
         let records: Vec<&FileRecord> = batch.iter().map(|(_, r)| r).collect();
+        let mut temps = self.disk.temps_of(&records);
+        if let Some(flusher) = &self.flusher {
+            match flusher.send(temps) {
+                Ok(()) => {
+                    self.flushing = Some(batch);
+                    return;
+                }
+                Err(back) => {
+                    self.flusher = None;
+                    temps = back;
+                }
+            }
+        }
+        let flushed = crate::disk::flush_paths(self.disk.root(), &temps);
+        self.store_flushed(batch, flushed);
+    }
+
+    /// Finishes the batch the flushing thread has flushed, if it has (`wait`:
+    /// once it has).
+    pub(super) fn finish_flush(&mut self, wait: bool) {
+        if self.flushing.is_none() {
+            return;
+        }
+        let done = match self.flusher.as_ref().map(|f| f.done(wait)) {
+            Some(Ok(None)) => return,
+            Some(Ok(Some(flushed))) => Some(flushed),
+            // The thread is gone, with or without the batch: flush it here.
+            Some(Err(())) | None => {
+                self.flusher = None;
+                None
+            }
+        };
+        let Some(batch) = self.flushing.take() else {
+            return;
+        };
+        let flushed = done.unwrap_or_else(|| {
+            let records: Vec<&FileRecord> = batch.iter().map(|(_, r)| r).collect();
+            crate::disk::flush_paths(self.disk.root(), &self.disk.temps_of(&records))
+        });
+        self.store_flushed(batch, flushed);
+    }
+
+    /// Moves a flushed batch into place, stores it, and tells the engine.
+    fn store_flushed(
+        &mut self,
+        batch: Vec<(SignedRecord, FileRecord)>,
+        flushed: Vec<std::io::Result<()>>,
+    ) {
         let started = Instant::now();
-        let results = self.disk.commit(&records);
-        tracing::debug!(files = records.len(), took = ?started.elapsed(), "flushed and moved into place");
+        let records: Vec<&FileRecord> = batch.iter().map(|(_, r)| r).collect();
+        let results = self.disk.commit_flushed(&records, flushed);
+        tracing::debug!(files = records.len(), took = ?started.elapsed(), "moved into place");
         let mut stored: Vec<(FileRecord, SignedRecord)> = Vec::with_capacity(batch.len());
         let mut failed: Vec<(RelPath, SignedRecord)> = Vec::new();
         match self.index.write() {

@@ -128,6 +128,9 @@ pub(crate) enum FolderEvent {
         /// Whose.
         peer: PeerId,
     },
+    /// The batch of completed files handed to the flushing thread is durable
+    /// (see `crate::flush`).
+    Flushed,
     /// Stop.
     Shutdown,
 }
@@ -208,6 +211,9 @@ pub(crate) struct FolderTask {
     finalizing: Vec<(SignedRecord, FileRecord)>,
     finalizing_since: Option<Instant>,
     finalizing_bytes: u64,
+    /// The thread that flushes a batch, and the batch it is flushing.
+    flusher: Option<crate::flush::Flusher>,
+    flushing: Option<Vec<(SignedRecord, FileRecord)>>,
     /// Files stored after moving them into place, until the watcher reports them.
     own_writes: apply::OwnWrites,
     /// How long `.sync/Archive/` keeps replaced and deleted versions.
@@ -277,6 +283,8 @@ impl FolderTask {
             finalizing: Vec::new(),
             finalizing_since: None,
             finalizing_bytes: 0,
+            flusher: None,
+            flushing: None,
             own_writes: apply::OwnWrites::default(),
             archive_keep,
             summary: (None, index::Summary::default()),
@@ -289,11 +297,14 @@ impl FolderTask {
         self.known.clone()
     }
 
-    /// Runs until [`FolderEvent::Shutdown`] or until every sender is gone.
+    /// Runs until [`FolderEvent::Shutdown`] or until every sender is gone;
+    /// `wake` is for the flushing thread.
     pub(crate) fn run(
         mut self,
         mut events: mpsc::Receiver<FolderEvent>,
+        wake: mpsc::WeakSender<FolderEvent>,
     ) -> Result<(), DaemonError> {
+        self.flusher = crate::flush::Flusher::start(self.disk.root().to_owned(), wake);
         self.full_scan()?;
         'run: while let Some(first) = events.blocking_recv() {
             // Take what else is waiting too: files completed in one batch are made
@@ -356,6 +367,7 @@ impl FolderTask {
                         self.retry_due(now);
                     }
                     FolderEvent::Drained { peer } => self.serve_held(peer),
+                    FolderEvent::Flushed => self.finish_flush(false),
                 }
                 self.drive(now);
             }
@@ -367,17 +379,24 @@ impl FolderTask {
             for peer in holding {
                 self.serve_held(peer);
             }
+            // A wake-up that found the queue full is not missed either.
+            self.finish_flush(stop);
             let now = Instant::now();
             if stop || self.flush_due(now) {
                 self.flush_finalized();
-                self.drive(now);
+                self.finish_flush(stop);
             }
+            self.drive(now);
             self.announce();
             self.refresh_status(now);
             if stop {
                 break 'run;
             }
         }
+        // Files completed before the queue closed are not fetched again.
+        self.finish_flush(true);
+        self.flush_finalized();
+        self.finish_flush(true);
         for peer in self.peers.values() {
             peer.link.send(Message::Close(wire::Close::new(
                 wire::CloseCode::GoingAway,
