@@ -31,8 +31,8 @@
 //!
 //! Each peer has a pipeline of outstanding requests sized from its measured rate
 //! (enough bytes to cover [`ScheduleConfig::pipeline_time`] of transfer, at least
-//! [`ScheduleConfig::min_pipeline`] requests), so fast peers are kept busy and slow
-//! ones are not flooded.
+//! [`ScheduleConfig::min_pipeline`] requests and [`ScheduleConfig::min_pipeline_bytes`]),
+//! so fast peers are kept busy and slow ones are not flooded.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -47,6 +47,9 @@ pub struct ScheduleConfig {
     pub active_files: usize,
     /// Requests a peer always may have outstanding, whatever its rate.
     pub min_pipeline: usize,
+    /// Bytes a peer always may have outstanding: before its rate is known, a
+    /// pipeline of eight one-block small files kept a fast link a tenth busy.
+    pub min_pipeline_bytes: u64,
     /// Transfer time a peer's outstanding requests should cover.
     pub pipeline_time: Duration,
     /// Most bytes outstanding at one peer.
@@ -65,6 +68,7 @@ impl Default for ScheduleConfig {
         Self {
             active_files: 64,
             min_pipeline: 8,
+            min_pipeline_bytes: 2 << 20,
             pipeline_time: Duration::from_millis(250),
             max_pipeline_bytes: 32 << 20,
             request_timeout: Duration::from_secs(60),
@@ -218,7 +222,8 @@ impl PeerState {
         if self.in_flight_bytes >= config.max_pipeline_bytes {
             return false;
         }
-        if self.in_flight < config.min_pipeline {
+        if self.in_flight < config.min_pipeline || self.in_flight_bytes < config.min_pipeline_bytes
+        {
             return true;
         }
         let budget = self.rate * config.pipeline_time.as_secs_f64();

@@ -34,6 +34,7 @@ fn file(name: &str, n: usize, seed: u8) -> FileRecord {
 fn config() -> ScheduleConfig {
     ScheduleConfig {
         min_pipeline: 2,
+        min_pipeline_bytes: 0,
         pipeline_time: Duration::ZERO,
         ..ScheduleConfig::default()
     }
@@ -266,9 +267,33 @@ fn files_finish_in_order_within_the_window() {
 }
 
 #[test]
+fn small_blocks_fill_the_least_pipeline_in_bytes_before_a_rate_is_known() {
+    let mut s = Scheduler::new(ScheduleConfig {
+        min_pipeline_bytes: 8 * 1024,
+        ..config()
+    });
+    let f = file("a", 20, 1);
+    s.add_file(f.clone());
+    s.peer_connected(peer(1));
+    s.peer_has_file(&peer(1), &f.path, f.hash);
+    let now = Instant::now();
+    assert_eq!(
+        drain(&mut s, now).len(),
+        8,
+        "8 KiB of 1 KiB blocks, not 2 requests"
+    );
+    assert_eq!(
+        s.handle_block(&peer(1), &f.path, f.hash, 0, now),
+        Arrival::Accepted
+    );
+    assert_eq!(drain(&mut s, now).len(), 1, "refilled to 8 KiB");
+}
+
+#[test]
 fn a_fast_peer_gets_a_deeper_pipeline() {
     let cfg = ScheduleConfig {
         min_pipeline: 1,
+        min_pipeline_bytes: 0,
         pipeline_time: Duration::from_secs(1),
         ..ScheduleConfig::default()
     };
