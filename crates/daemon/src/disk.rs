@@ -502,7 +502,11 @@ impl Disk {
         if let Some(dir) = dest.parent() {
             fs::create_dir_all(dir)?;
         }
-        fs::rename(source, &dest)
+        match fs::rename(source, &dest) {
+            // On another file system than `.sync/` (a mount inside the folder).
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => move_across(source, &dest),
+            other => other,
+        }
     }
 
     /// Where `rel` goes in the archive at `when`: `.sync/Archive/dir/name~YYYYMMDD-HHMMSS.ext`.
@@ -612,6 +616,31 @@ pub(crate) fn remove_stale_temporaries(root: &Path) -> usize {
         }
     }
     removed
+}
+
+/// What a rename across file systems would do: a copy at `to` (a link as a
+/// link; a file with its mode and time, flushed), then `from` removed.
+fn move_across(from: &Path, to: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    if meta.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(from)?, to)?;
+    } else {
+        let mut source = OpenOptions::new()
+            .read(true)
+            .custom_flags(no_follow())
+            .open(from)?;
+        let mut copy = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(no_follow())
+            .mode(meta.permissions().mode() & 0o7777)
+            .open(to)?;
+        io::copy(&mut source, &mut copy)?;
+        copy.set_modified(meta.modified()?)?;
+        copy.sync_all()?;
+    }
+    sync_parent(to)?;
+    fs::remove_file(from)
 }
 
 /// Makes the data of temporaries durable: one `syncfs` of the file system of
@@ -928,7 +957,7 @@ mod write_tests {
     /// Needs root (it mounts a tmpfs inside the folder); passes with a
     /// message otherwise.
     #[test]
-    fn a_file_on_another_file_system_has_its_temporary_beside_it() {
+    fn a_file_on_another_file_system_has_its_temporary_beside_it_and_is_archived() {
         let tmp = tempfile::tempdir().unwrap();
         let mnt = tmp.path().join("mnt");
         fs::create_dir(&mnt).unwrap();
@@ -960,6 +989,25 @@ mod write_tests {
         disk.prepare(&r).unwrap();
         disk.commit(&[&r]).pop().unwrap().unwrap();
         assert_eq!(fs::read(mnt.join("sub/f")).unwrap(), data);
+        // Replaced there, the old version is archived across file systems.
+        let newer = content(3, 700);
+        let r2 = record("mnt/sub/f", &newer, 1000, 0o600, 2);
+        disk.write_block(&r2.path, &r2.hash, 0, &newer).unwrap();
+        disk.prepare(&r2).unwrap();
+        disk.commit(&[&r2]).pop().unwrap().unwrap();
+        assert_eq!(fs::read(mnt.join("sub/f")).unwrap(), newer);
+        let archived = fs::read_dir(tmp.path().join(".sync/Archive/mnt/sub"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>();
+        assert_eq!(archived.len(), 1, "{archived:?}");
+        assert_eq!(fs::read(&archived[0]).unwrap(), data);
+        let meta = fs::metadata(&archived[0]).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.mtime()),
+            (0o644, 1),
+            "mode and time kept"
+        );
         assert_eq!(remove_stale_temporaries(tmp.path()), 0, "no temporary left");
     }
 
