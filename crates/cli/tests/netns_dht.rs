@@ -316,18 +316,17 @@ fn sync_through_dht(
         Some(1 << 20),
         "the big file arrived whole"
     );
-    // B's lookup ran after A's announcement was stored, so B learnt A's
+    // B's lookup ran after A's announcement was stored, so B learns A's
     // address from the DHT (A may have found B too and dialed first: then the
-    // connection that stays is A's, and B shows it as incoming).
+    // connection that stays is A's, and B shows it as incoming; and the sync
+    // may be over before B's lookup has answered, so wait for it).
     let b_addr = b.addr();
     let found_a = format!("addr={a_addr} source=\"dht\"");
-    assert!(
+    wait_until("B's DHT lookup names A", &[&a, &b], || {
         b.plain_log()
             .lines()
-            .any(|l| l.contains("new candidate") && l.contains(&found_a)),
-        "{}",
-        b.plain_log()
-    );
+            .any(|l| l.contains("new candidate") && l.contains(&found_a))
+    });
     wait_until("a status names the DHT", &[&a, &b], || {
         connected(&b).contains(&(a_addr.clone(), "dht".to_owned()))
             || connected(&a).contains(&(b_addr.clone(), "dht".to_owned()))
