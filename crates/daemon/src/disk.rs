@@ -584,8 +584,8 @@ pub(crate) fn remove_stale_temporaries(root: &Path) -> usize {
     let mut removed = 0;
     if let Ok(entries) = fs::read_dir(root.join(STATE_DIR).join(TEMP_DIR)) {
         for entry in entries.flatten() {
-            let is_file = entry.file_type().is_ok_and(|t| !t.is_dir());
-            if is_file
+            let not_dir = entry.file_type().is_ok_and(|t| !t.is_dir());
+            if not_dir
                 && entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
                 && fs::remove_file(entry.path()).is_ok()
             {
@@ -934,6 +934,11 @@ mod write_tests {
             disk.temp_path(&b.path, &b.hash).unwrap(),
         );
         assert_ne!(ta, tb);
+        let other_version = disk.temp_path(&a.path, &[9; 32]).unwrap();
+        assert_ne!(
+            ta, other_version,
+            "another version of x/f is another temporary"
+        );
         let dir = tmp.path().join(STATE_DIR).join(TEMP_DIR);
         assert_eq!(ta.parent(), Some(dir.as_path()));
         assert_eq!(tb.parent(), Some(dir.as_path()));

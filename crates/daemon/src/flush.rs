@@ -75,18 +75,32 @@ impl Flusher {
         }
     }
 
-    /// The results of the batch handed over, if it is done (`wait`: once it
-    /// is); `Err` if the thread died without them.
-    pub(crate) fn done(&self, wait: bool) -> Result<Option<Vec<io::Result<()>>>, ()> {
-        if wait {
-            return self.done.recv().map(Some).map_err(|_| ());
-        }
-        match self.done.try_recv() {
-            Ok(results) => Ok(Some(results)),
-            Err(mpsc::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::TryRecvError::Disconnected) => Err(()),
+    /// Whether the batch handed over is done (`wait`: once it is).
+    pub(crate) fn done(&self, wait: bool) -> Done {
+        let received = if wait {
+            self.done
+                .recv()
+                .map_err(|_| mpsc::TryRecvError::Disconnected)
+        } else {
+            self.done.try_recv()
+        };
+        match received {
+            Ok(results) => Done::Flushed(results),
+            Err(mpsc::TryRecvError::Empty) => Done::Pending,
+            Err(mpsc::TryRecvError::Disconnected) => Done::Gone,
         }
     }
+}
+
+/// What became of the batch handed to the [`Flusher`].
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// Still being flushed.
+    Pending,
+    /// Flushed: one result per temporary, in order.
+    Flushed(Vec<io::Result<()>>),
+    /// The thread is gone, perhaps without flushing it.
+    Gone,
 }
 
 impl Drop for Flusher {
@@ -111,14 +125,16 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let flusher = Flusher::start(tmp.path().to_owned(), tx.downgrade()).unwrap();
         assert!(
-            matches!(flusher.done(false), Ok(None)),
+            matches!(flusher.done(false), Done::Pending),
             "nothing handed over yet"
         );
         let gone = tmp.path().join("gone");
         let missing = Err(io::Error::new(io::ErrorKind::InvalidInput, "no name"));
         flusher.send(vec![Ok(a), missing, Ok(gone)]).unwrap();
         assert!(matches!(rx.recv().await, Some(FolderEvent::Flushed)));
-        let results = flusher.done(true).unwrap().unwrap();
+        let Done::Flushed(results) = flusher.done(true) else {
+            panic!("the batch was not flushed");
+        };
         assert_eq!(results.len(), 3, "one result per temporary, in order");
         assert!(results[0].is_ok());
         assert_eq!(

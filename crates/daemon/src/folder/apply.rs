@@ -188,26 +188,24 @@ impl FolderTask {
     /// Finishes the batch the flushing thread has flushed, if it has (`wait`:
     /// once it has).
     pub(super) fn finish_flush(&mut self, wait: bool) {
-        if self.flushing.is_none() {
+        let Some(batch) = &self.flushing else {
             return;
-        }
-        let done = match self.flusher.as_ref().map(|f| f.done(wait)) {
-            Some(Ok(None)) => return,
-            Some(Ok(Some(flushed))) => Some(flushed),
+        };
+        let flushed = match self.flusher.as_ref().map(|f| f.done(wait)) {
+            Some(crate::flush::Done::Pending) => return,
+            Some(crate::flush::Done::Flushed(flushed)) => flushed,
             // The thread is gone, with or without the batch: flush it here.
-            Some(Err(())) | None => {
+            Some(crate::flush::Done::Gone) | None => {
+                let records: Vec<&FileRecord> = batch.iter().map(|(_, r)| r).collect();
+                let flushed =
+                    crate::disk::flush_paths(self.disk.root(), &self.disk.temps_of(&records));
                 self.flusher = None;
-                None
+                flushed
             }
         };
-        let Some(batch) = self.flushing.take() else {
-            return;
-        };
-        let flushed = done.unwrap_or_else(|| {
-            let records: Vec<&FileRecord> = batch.iter().map(|(_, r)| r).collect();
-            crate::disk::flush_paths(self.disk.root(), &self.disk.temps_of(&records))
-        });
-        self.store_flushed(batch, flushed);
+        if let Some(batch) = self.flushing.take() {
+            self.store_flushed(batch, flushed);
+        }
     }
 
     /// Moves a flushed batch into place, stores it, and tells the engine.
