@@ -438,8 +438,8 @@ fn check_records(
 ) -> (Vec<VerifiedRecord>, Vec<record::RecordError>) {
     let mut good = Vec::with_capacity(records.len());
     let mut bad = Vec::new();
-    for signed in records {
-        match signed.into_verified_known(key, known) {
+    for checked in record::verify_records(records, key, known) {
+        match checked {
             Ok(v) => good.push(v),
             Err(e) => bad.push(e),
         }

@@ -177,6 +177,17 @@ impl RoKey {
     ) -> Result<(), SignatureError> {
         crate::sign::verify(&self.0, context, message, signature)
     }
+
+    /// Checks many signatures, each over its message in `context`, at once:
+    /// `Ok` if every one holds. Much faster than one by one for a batch of
+    /// records; on `Err`, check them one by one to find the bad ones.
+    pub fn verify_all(
+        &self,
+        context: &[u8],
+        items: &[(&[u8], &Signature)],
+    ) -> Result<(), SignatureError> {
+        crate::sign::verify_all(&self.0, context, items)
+    }
 }
 
 impl fmt::Display for RoKey {

@@ -53,7 +53,7 @@ pub use file::{
     Block, EMPTY_HASH, FileKind, FileRecord, MAX_BLOCK_SIZE, MAX_SYMLINK_TARGET_LEN,
     MAX_VERSION_ENTRIES, MODE_MASK, Timestamp,
 };
-pub use known::{KnownRecords, MAX_KNOWN_RECORDS};
+pub use known::{KnownRecords, MAX_KNOWN_RECORDS, verify_records};
 pub use path::{
     MAX_COMPONENT_LEN, MAX_PATH_LEN, PathError, RelPath, STATE_DIR, TEMP_PREFIX, WindowsIssue,
     is_temp_name, windows_component_issue,
