@@ -59,6 +59,10 @@ pub struct Summary {
     pub local_only: u64,
 }
 
+/// Candidates for a block, by its hash prefix (see [`Index::block_locations`]).
+pub(crate) const BLOCK_LOCATIONS_SQL: &str = "SELECT f.path, b.offset, b.size FROM blocks b JOIN files f ON f.id = b.file_id \
+     WHERE b.hash_prefix = ?1 LIMIT ?2";
+
 impl Index {
     /// What we know of `peer`'s index.
     pub fn peer_state(&self, peer: &PeerId) -> Result<Option<PeerState>, IndexError> {
@@ -101,10 +105,7 @@ impl Index {
     ) -> Result<Vec<BlockLocation>, IndexError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT f.path, b.offset, b.size FROM blocks b JOIN files f ON f.id = b.file_id \
-                 WHERE b.hash_prefix = ?1 LIMIT ?2",
-            )
+            .prepare_cached(BLOCK_LOCATIONS_SQL)
             .map_err(self.err())?;
         let rows = stmt
             .query_map(

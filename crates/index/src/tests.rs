@@ -220,6 +220,25 @@ fn block_locations_follow_local_files() {
     assert!(ix.block_locations(&[1; 32], 10).unwrap().is_empty());
 }
 
+/// Looked up once per block received: its statement must not be compiled
+/// again at every call (as SQLite did, planning by the bound values, until the
+/// connection asked for a stable plan).
+#[test]
+fn block_locations_reuse_their_statement() {
+    let mut ix = Index::open_in_memory().unwrap();
+    ix.put(upd(file("one", &[(10, 1), (20, 2)]))).unwrap();
+    for (i, limit) in [1, 8, 2, 8, 1].into_iter().enumerate() {
+        let hash = [u8::try_from(i % 3).unwrap(); 32];
+        ix.block_locations(&hash, limit).unwrap();
+    }
+    let stmt = ix
+        .conn
+        .prepare_cached(crate::peers::BLOCK_LOCATIONS_SQL)
+        .unwrap();
+    assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    assert!(stmt.get_status(rusqlite::StatementStatus::Run) >= 5);
+}
+
 #[test]
 fn summary_counts() {
     let mut ix = Index::open_in_memory().unwrap();
