@@ -25,8 +25,8 @@ mod debounce;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
@@ -77,7 +77,12 @@ pub(crate) fn start(
     events: mpsc::Sender<FolderEvent>,
     fallback: Duration,
 ) -> Option<Watcher> {
-    let (tx, rx) = sync_channel(QUEUE);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let tx = Queue {
+        tx,
+        queued: Arc::clone(&queued),
+    };
     let overflow = Arc::new(AtomicBool::new(false));
     let handler = callback(root.to_path_buf(), tx, Arc::clone(&overflow), fallback);
     let cannot = |e: &dyn fmt::Display| {
@@ -109,7 +114,13 @@ pub(crate) fn start(
         .name("swarmsync-watch".into())
         .spawn(move || {
             let debouncer = Debouncer::new(Config::for_platform());
-            pump(debouncer, &rx, &overflow, &events, &thread_stopping);
+            pump(
+                debouncer,
+                (&rx, &queued),
+                &overflow,
+                &events,
+                &thread_stopping,
+            );
         });
     if let Err(e) = spawned {
         cannot(&e);
@@ -121,10 +132,29 @@ pub(crate) fn start(
     })
 }
 
+/// The callback's end of a queue of at most [`QUEUE`] inputs. Unlike a
+/// `sync_channel`, which allocates and touches every slot up front (~0.9 MB in
+/// every peer, idle or not), it holds memory only for what is queued.
+struct Queue {
+    tx: Sender<Input>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// False when the queue is full or our thread is gone.
+    fn try_send(&self, input: Input) -> bool {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUE {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        self.tx.send(input).is_ok()
+    }
+}
+
 /// notify's callback: events to [`Input`]s, without blocking notify's thread.
 fn callback(
     root: PathBuf,
-    tx: SyncSender<Input>,
+    tx: Queue,
     overflow: Arc<AtomicBool>,
     fallback: Duration,
 ) -> impl FnMut(notify::Result<notify::Event>) + Send + 'static {
@@ -133,7 +163,7 @@ fn callback(
         let now = Instant::now();
         let send = |input| {
             // Full: what is dropped is covered by a rescan. Disconnected: we stop.
-            if tx.try_send(input).is_err() {
+            if !tx.try_send(input) {
                 overflow.store(true, Ordering::Relaxed);
             }
         };
@@ -172,7 +202,7 @@ fn callback(
 /// until notify's callback or the folder task's queue is gone.
 fn pump(
     mut debouncer: Debouncer,
-    rx: &Receiver<Input>,
+    (rx, queued): (&Receiver<Input>, &AtomicUsize),
     overflow: &AtomicBool,
     events: &mpsc::Sender<FolderEvent>,
     stopping: &AtomicBool,
@@ -196,6 +226,7 @@ fn pump(
         match received {
             Ok(first) => {
                 for input in std::iter::once(first).chain(rx.try_iter()) {
+                    queued.fetch_sub(1, Ordering::AcqRel);
                     match input {
                         Input::Change(at, path, change) => {
                             debouncer.handle_change(at, path, change)
