@@ -108,6 +108,9 @@ fn inbound_permits(message: &Message) -> u32 {
         Message::Response(r) => r.result.as_ref().map_or(0, |b| b.as_bytes().len()),
         Message::IndexDelta(d) => d.payload_len(),
         Message::Record(r) => r.record.as_ref().map_or(0, wire::SignedRecord::wire_len),
+        // Up to 128 KiB of bits. Counted as one permit each, a budget's 2,048
+        // permits let a peer park ~270 MB of them for the folder.
+        Message::Availability(a) => a.path.len() + a.bits.len().div_ceil(8),
         Message::DeltaRequest(r) => r.sums.wire_len(),
         Message::DeltaResponse(r) => r.wire_len(),
         _ => 0,
@@ -659,5 +662,20 @@ mod tests {
         assert!(matches!(lane_rx.try_recv(), Ok(Ordered::Batch(..))));
         assert!(matches!(lane_rx.try_recv(), Ok(Ordered::Batch(..))));
         assert!(lane_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn availability_costs_its_bits() {
+        let availability = |bits| {
+            Message::Availability(wire::Availability {
+                path: wire::Text::new("a/b").expect("a path"),
+                file_hash: [0; 32],
+                first_block: 0,
+                bits: wire::Bitfield::new(bits).expect("bits"),
+            })
+        };
+        assert_eq!(inbound_permits(&availability(8)), 1);
+        let most = availability(wire::MAX_AVAILABILITY_BITS);
+        assert_eq!(inbound_permits(&most), 129);
     }
 }
