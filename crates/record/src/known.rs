@@ -125,7 +125,7 @@ pub fn verify_records(
     key: &RoKey,
     known: &KnownRecords,
 ) -> Vec<Result<VerifiedRecord, RecordError>> {
-    // None for a body too long to be a record (refused by `into_verified`).
+    // None for a body too long to be a record (refused one by one below).
     let digests: Vec<Option<Digest>> = records
         .iter()
         .map(|r| (r.body().len() <= MAX_RECORD_LEN).then(|| digest(key, r)))
@@ -157,12 +157,8 @@ pub fn verify_records(
                 known.insert(d);
                 Ok(VerifiedRecord::checked(signed, record, key))
             }
-            Some(d) => {
-                let verified = signed.into_verified(key)?;
-                known.insert(d);
-                Ok(verified)
-            }
-            None => signed.into_verified(key),
+            // Too long, alone, or in a batch that failed: one by one.
+            _ => signed.into_verified_known(key, known),
         })
         .collect()
 }
