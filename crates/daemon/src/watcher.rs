@@ -77,12 +77,7 @@ pub(crate) fn start(
     events: mpsc::Sender<FolderEvent>,
     fallback: Duration,
 ) -> Option<Watcher> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let tx = Queue {
-        tx,
-        queued: Arc::clone(&queued),
-    };
+    let (tx, inputs) = queue();
     let overflow = Arc::new(AtomicBool::new(false));
     let handler = callback(root.to_path_buf(), tx, Arc::clone(&overflow), fallback);
     let cannot = |e: &dyn fmt::Display| {
@@ -114,13 +109,7 @@ pub(crate) fn start(
         .name("swarmsync-watch".into())
         .spawn(move || {
             let debouncer = Debouncer::new(Config::for_platform());
-            pump(
-                debouncer,
-                (&rx, &queued),
-                &overflow,
-                &events,
-                &thread_stopping,
-            );
+            pump(debouncer, &inputs, &overflow, &events, &thread_stopping);
         });
     if let Err(e) = spawned {
         cannot(&e);
@@ -132,9 +121,20 @@ pub(crate) fn start(
     })
 }
 
-/// The callback's end of a queue of at most [`QUEUE`] inputs. Unlike a
-/// `sync_channel`, which allocates and touches every slot up front (~0.9 MB in
-/// every peer, idle or not), it holds memory only for what is queued.
+/// A queue of at most [`QUEUE`] inputs from notify's callback to our thread.
+/// Unlike a `sync_channel`, which allocates and touches every slot up front
+/// (~0.9 MB in every peer, idle or not), it holds memory only for what is queued.
+fn queue() -> (Queue, Inputs) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let inputs = Inputs {
+        rx,
+        queued: Arc::clone(&queued),
+    };
+    (Queue { tx, queued }, inputs)
+}
+
+/// The callback's end of [`queue`].
 struct Queue {
     tx: Sender<Input>,
     queued: Arc<AtomicUsize>,
@@ -148,6 +148,35 @@ impl Queue {
             return false;
         }
         self.tx.send(input).is_ok()
+    }
+}
+
+/// Our thread's end of [`queue`].
+struct Inputs {
+    rx: Receiver<Input>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Inputs {
+    /// The next input, waiting until `until` (or for ever).
+    fn recv(&self, until: Option<Instant>) -> Result<Input, RecvTimeoutError> {
+        let got = match until {
+            Some(at) => self
+                .rx
+                .recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        if got.is_ok() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        got
+    }
+
+    /// The next input already queued, if any.
+    fn try_recv(&self) -> Option<Input> {
+        let input = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Some(input)
     }
 }
 
@@ -202,7 +231,7 @@ fn callback(
 /// until notify's callback or the folder task's queue is gone.
 fn pump(
     mut debouncer: Debouncer,
-    (rx, queued): (&Receiver<Input>, &AtomicUsize),
+    inputs: &Inputs,
     overflow: &AtomicBool,
     events: &mpsc::Sender<FolderEvent>,
     stopping: &AtomicBool,
@@ -219,14 +248,11 @@ fn pump(
                 return;
             }
         }
-        let received = match debouncer.poll_timeout() {
-            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
+        let received = inputs.recv(debouncer.poll_timeout());
         match received {
             Ok(first) => {
-                for input in std::iter::once(first).chain(rx.try_iter()) {
-                    queued.fetch_sub(1, Ordering::AcqRel);
+                let rest = std::iter::from_fn(|| inputs.try_recv());
+                for input in std::iter::once(first).chain(rest) {
                     match input {
                         Input::Change(at, path, change) => {
                             debouncer.handle_change(at, path, change)

@@ -128,24 +128,25 @@ fn sees_renames_removals_and_directories_but_not_state_or_temporaries() {
 
 #[test]
 fn the_queue_holds_at_most_queue_inputs_and_room_comes_back_as_they_are_taken() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let queue = Queue {
-        tx,
-        queued: Arc::clone(&queued),
-    };
+    let (queue, inputs) = queue();
     let now = Instant::now();
     for _ in 0..QUEUE {
         assert!(queue.try_send(Input::Rescan(now)));
     }
     assert!(!queue.try_send(Input::Rescan(now)), "full");
-    assert_eq!(queued.load(Ordering::SeqCst), QUEUE);
-    // What the pump does for each input it takes.
-    assert!(rx.try_recv().is_ok());
-    queued.fetch_sub(1, Ordering::AcqRel);
+    assert_eq!(queue.queued.load(Ordering::SeqCst), QUEUE);
+    assert!(inputs.recv(None).is_ok());
     assert!(queue.try_send(Input::Rescan(now)));
     assert!(!queue.try_send(Input::Rescan(now)));
-    drop(rx);
-    queued.store(0, Ordering::SeqCst);
+    assert!(inputs.try_recv().is_some());
+    assert!(inputs.recv(Some(now)).is_ok());
+    assert_eq!(queue.queued.load(Ordering::SeqCst), QUEUE - 2);
+    while inputs.try_recv().is_some() {}
+    assert_eq!(queue.queued.load(Ordering::SeqCst), 0);
+    assert!(matches!(
+        inputs.recv(Some(Instant::now())),
+        Err(RecvTimeoutError::Timeout)
+    ));
+    drop(inputs);
     assert!(!queue.try_send(Input::Rescan(now)), "our thread is gone");
 }
