@@ -126,8 +126,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for SecureStream<S> {
         let this = self.get_mut();
         loop {
             if this.session.plaintext_len() > 0 {
-                let n = this.session.read_plaintext(buf.initialize_unfilled());
-                buf.advance(n);
+                // Copied in place: `buf` is often uninitialised (`read_buf`),
+                // and zeroing it first would cost as much as the copy.
+                while buf.remaining() > 0 {
+                    let chunk = this.session.plaintext();
+                    let n = chunk.len().min(buf.remaining());
+                    if n == 0 {
+                        break;
+                    }
+                    buf.put_slice(chunk.get(..n).unwrap_or_default());
+                    this.session.consume_plaintext(n);
+                }
                 return Poll::Ready(Ok(()));
             }
             if this.session.is_peer_closed() {

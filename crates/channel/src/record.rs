@@ -535,27 +535,41 @@ impl Receiver {
     /// Copies plaintext into `out`; returns how many bytes.
     pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
         let mut written = 0;
-        while let Some(&(start, len)) = self.ranges.front() {
-            let room = out.len() - written;
-            if room == 0 {
-                break;
+        loop {
+            let chunk = self.plaintext();
+            let n = chunk.len().min(out.len() - written);
+            if n == 0 {
+                return written;
             }
-            let n = len.min(room);
-            if let (Some(dst), Some(src)) = (
-                out.get_mut(written..written + n),
-                self.buf.get(start..start + n),
-            ) {
+            if let (Some(dst), Some(src)) = (out.get_mut(written..written + n), chunk.get(..n)) {
                 dst.copy_from_slice(src);
             }
             written += n;
-            self.available -= n;
-            if n == len {
-                self.ranges.pop_front();
-            } else if let Some(front) = self.ranges.front_mut() {
-                *front = (start + n, len - n);
-            }
+            self.consume(n);
         }
-        written
+    }
+
+    /// The next plaintext to read, in place (one record's payload or what is
+    /// left of it); empty when there is none.
+    pub(crate) fn plaintext(&self) -> &[u8] {
+        self.ranges
+            .front()
+            .and_then(|&(start, len)| self.buf.get(start..start + len))
+            .unwrap_or_default()
+    }
+
+    /// Marks the first `n` bytes of [`plaintext`](Self::plaintext) read.
+    pub(crate) fn consume(&mut self, n: usize) {
+        let Some(front) = self.ranges.front_mut() else {
+            return;
+        };
+        let n = n.min(front.1);
+        self.available -= n;
+        if n == front.1 {
+            self.ranges.pop_front();
+        } else {
+            *front = (front.0 + n, front.1 - n);
+        }
     }
 
     /// Takes all plaintext ready to read.

@@ -209,6 +209,24 @@ impl Session {
         if self.failed { 0 } else { self.recv.read(buf) }
     }
 
+    /// Received plaintext ready to read, in place: the next record's payload,
+    /// or what is left of it (empty when there is none). Mark what was used
+    /// with [`consume_plaintext`](Self::consume_plaintext).
+    pub fn plaintext(&self) -> &[u8] {
+        if self.failed {
+            &[]
+        } else {
+            self.recv.plaintext()
+        }
+    }
+
+    /// Marks the first `n` bytes of [`plaintext`](Self::plaintext) read.
+    pub fn consume_plaintext(&mut self, n: usize) {
+        if !self.failed {
+            self.recv.consume(n);
+        }
+    }
+
     /// Bytes of received plaintext ready to read.
     pub fn plaintext_len(&self) -> usize {
         if self.failed {

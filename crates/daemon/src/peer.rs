@@ -246,90 +246,82 @@ async fn read_loop<R: AsyncRead + Unpin>(
     lane: mpsc::UnboundedSender<Ordered>,
 ) -> Result<Ended, String> {
     let mut decoder = FrameDecoder::new();
-    let mut buf = vec![0u8; 256 * 1024];
     let budget = Arc::new(Semaphore::new(MAX_INBOUND_BYTES / 1024));
     // Index batches have a budget of their own: blocks still flow while the
     // lane is full of records to check.
     let ordered_budget = Arc::new(Semaphore::new(MAX_INBOUND_BYTES / 1024));
     loop {
-        let n = reader.read(&mut buf).await.map_err(|e| e.to_string())?;
+        while let Some(message) = decoder.poll_message() {
+            match message {
+                Ok(Message::Close(close)) => return Ok(Ended::Closed(close)),
+                // Peer exchange is the network's business, not the folder's.
+                Ok(Message::PeerExchange(exchange)) => {
+                    if let Some(pex) = pex.as_mut() {
+                        pex.receive(&exchange);
+                    }
+                }
+                Ok(message) => {
+                    let permits = inbound_permits(&message).min(MAX_INBOUND_BYTES as u32 / 1024);
+                    // A block is hashed here, not on the folder thread, which
+                    // has the writes to do; and before waiting for room, so
+                    // that the hashing overlaps those writes.
+                    let message = match message {
+                        Message::Response(wire::Response {
+                            request_id,
+                            result: Ok(block),
+                        }) => Ok((request_id, crate::folder::hashed(block.into_bytes()))),
+                        message => Err(message),
+                    };
+                    let ordered = message.as_ref().is_err_and(follows_index);
+                    let from = if ordered { &ordered_budget } else { &budget };
+                    let Ok(permit) = from.clone().acquire_many_owned(permits).await else {
+                        return Ok(Ended::Eof);
+                    };
+                    let event = match message {
+                        Ok((request_id, (data, hash))) => FolderEvent::Block {
+                            peer,
+                            request_id,
+                            data,
+                            hash,
+                            _budget: permit,
+                        },
+                        Err(Message::Index(batch) | Message::IndexUpdate(batch)) => {
+                            if lane.send(Ordered::Batch(batch, permit)).is_err() {
+                                return Ok(Ended::Eof);
+                            }
+                            continue;
+                        }
+                        Err(message) => FolderEvent::Message {
+                            peer,
+                            message,
+                            _budget: permit,
+                        },
+                    };
+                    let sent = if ordered {
+                        lane.send(Ordered::Event(event)).is_ok()
+                    } else {
+                        events.send(event).await.is_ok()
+                    };
+                    if !sent {
+                        return Ok(Ended::Eof);
+                    }
+                }
+                Err(e) if e.is_skippable() => {
+                    tracing::debug!(peer = %peer, error = %e, "skipped a message of an unknown type");
+                }
+                Err(e) => return Err(format!("protocol violation: {e}")),
+            }
+        }
+        if decoder.is_failed() {
+            return Err("protocol violation: undecodable stream".into());
+        }
+        // Straight into the frame's own buffer: no copy on the way.
+        let n = reader
+            .read_buf(&mut decoder.spare())
+            .await
+            .map_err(|e| e.to_string())?;
         if n == 0 {
             return Ok(Ended::Eof);
-        }
-        let mut input = buf.get(..n).unwrap_or_default();
-        loop {
-            let taken = decoder.handle_input(input);
-            input = input.get(taken..).unwrap_or_default();
-            let mut produced = false;
-            while let Some(message) = decoder.poll_message() {
-                produced = true;
-                match message {
-                    Ok(Message::Close(close)) => return Ok(Ended::Closed(close)),
-                    // Peer exchange is the network's business, not the folder's.
-                    Ok(Message::PeerExchange(exchange)) => {
-                        if let Some(pex) = pex.as_mut() {
-                            pex.receive(&exchange);
-                        }
-                    }
-                    Ok(message) => {
-                        let permits =
-                            inbound_permits(&message).min(MAX_INBOUND_BYTES as u32 / 1024);
-                        // A block is hashed here, not on the folder thread, which
-                        // has the writes to do; and before waiting for room, so
-                        // that the hashing overlaps those writes.
-                        let message = match message {
-                            Message::Response(wire::Response {
-                                request_id,
-                                result: Ok(block),
-                            }) => Ok((request_id, crate::folder::hashed(block.into_bytes()))),
-                            message => Err(message),
-                        };
-                        let ordered = message.as_ref().is_err_and(follows_index);
-                        let from = if ordered { &ordered_budget } else { &budget };
-                        let Ok(permit) = from.clone().acquire_many_owned(permits).await else {
-                            return Ok(Ended::Eof);
-                        };
-                        let event = match message {
-                            Ok((request_id, (data, hash))) => FolderEvent::Block {
-                                peer,
-                                request_id,
-                                data,
-                                hash,
-                                _budget: permit,
-                            },
-                            Err(Message::Index(batch) | Message::IndexUpdate(batch)) => {
-                                if lane.send(Ordered::Batch(batch, permit)).is_err() {
-                                    return Ok(Ended::Eof);
-                                }
-                                continue;
-                            }
-                            Err(message) => FolderEvent::Message {
-                                peer,
-                                message,
-                                _budget: permit,
-                            },
-                        };
-                        let sent = if ordered {
-                            lane.send(Ordered::Event(event)).is_ok()
-                        } else {
-                            events.send(event).await.is_ok()
-                        };
-                        if !sent {
-                            return Ok(Ended::Eof);
-                        }
-                    }
-                    Err(e) if e.is_skippable() => {
-                        tracing::debug!(peer = %peer, error = %e, "skipped a message of an unknown type");
-                    }
-                    Err(e) => return Err(format!("protocol violation: {e}")),
-                }
-            }
-            if input.is_empty() {
-                break;
-            }
-            if decoder.is_failed() || (taken == 0 && !produced) {
-                return Err("protocol violation: undecodable stream".into());
-            }
         }
     }
 }

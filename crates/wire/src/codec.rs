@@ -119,6 +119,21 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// [`bytes`](Self::bytes) for a string that is nearly all of its frame
+    /// (a block): sliced from the owner whatever its size, since keeping the
+    /// frame alive costs next to nothing more than the string itself.
+    pub(crate) fn bytes_of_frame(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<Bytes, DecodeError> {
+        let slice = self.len_prefixed(field, max)?;
+        Ok(match self.owner {
+            Some(owner) => owner.slice_ref(slice),
+            None => Bytes::copy_from_slice(slice),
+        })
+    }
+
     /// A length-prefixed UTF-8 string of at most `max` bytes.
     pub(crate) fn str(&mut self, field: &'static str, max: usize) -> Result<&'a str, DecodeError> {
         let slice = self.len_prefixed(field, max)?;

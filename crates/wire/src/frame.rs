@@ -4,7 +4,8 @@
 //! [`MAX_FRAME_LEN`]. It is checked as soon as its 4 bytes are in, before
 //! anything is buffered for the frame.
 
-use bytes::{Bytes, BytesMut};
+use bytes::buf::Limit;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec::Reader;
 use crate::error::DecodeError;
@@ -132,12 +133,16 @@ pub const ZERO_COPY_MIN_LEN: usize = 64 * 1024;
 /// Turns a byte stream, in chunks of any size, into messages.
 ///
 /// Sans-IO: feed what the channel decrypted with
-/// [`handle_input`](Self::handle_input), then take messages with
+/// [`handle_input`](Self::handle_input), or read it straight into
+/// [`spare`](Self::spare), then take messages with
 /// [`poll_message`](Self::poll_message) until it returns `None`, and repeat.
-/// It buffers at most [`MAX_BUFFERED`](Self::MAX_BUFFERED) bytes, one frame
-/// of the largest size: `handle_input` takes only what fits and says how much
-/// it took, and a full buffer always holds a complete frame, so polling
-/// always makes room.
+/// It buffers at most one frame, [`MAX_BUFFERED`](Self::MAX_BUFFERED) bytes
+/// for the largest: input is taken up to the end of the frame under way and
+/// no further, so polling always makes room.
+///
+/// Each frame gets a buffer of its own, of its exact length, once its length
+/// prefix is in: the messages of one frame never keep the bytes of the next
+/// alive, and a frame is never moved to grow its buffer.
 ///
 /// Errors: an unknown type or a malformed known message consumes its frame,
 /// and decoding can go on with the next one (the caller decides whether to
@@ -145,8 +150,9 @@ pub const ZERO_COPY_MIN_LEN: usize = 64 * 1024;
 /// leaves no way to find the next frame: it is returned once, then the
 /// decoder is [failed](Self::is_failed), discards input and yields nothing.
 ///
-/// Block and record bytes of at least [`ZERO_COPY_MIN_LEN`] are not copied:
-/// they share the decoder's buffer, which stays allocated while they live.
+/// Block and record bytes of at least [`ZERO_COPY_MIN_LEN`], and a block of
+/// any size, are not copied: they share their frame's buffer, which stays
+/// allocated while they live.
 ///
 /// ```
 /// use wire::{FrameDecoder, Message, Ping};
@@ -167,7 +173,14 @@ pub const ZERO_COPY_MIN_LEN: usize = 64 * 1024;
 /// ```
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
-    buf: BytesMut,
+    /// The next frame's length prefix, while it comes in.
+    prefix: BytesMut,
+    /// The frame under way, prefix included; allocated to `frame_len`.
+    frame: BytesMut,
+    /// The whole length of the frame under way; 0 until its prefix is in.
+    frame_len: usize,
+    /// A bad length prefix, reported once by `poll_message`.
+    bad_length: Option<DecodeError>,
     failed: bool,
 }
 
@@ -181,55 +194,113 @@ impl FrameDecoder {
         Self::default()
     }
 
-    /// Takes bytes of the stream, as many as fit, and returns how many it
-    /// took. Poll, then hand it the rest. A failed decoder takes and drops
-    /// everything.
+    /// Takes bytes of the stream, up to the end of the frame under way, and
+    /// returns how many it took. Poll, then hand it the rest. A failed
+    /// decoder takes and drops everything.
     #[must_use = "bytes not taken must be offered again"]
     pub fn handle_input(&mut self, input: &[u8]) -> usize {
-        if self.failed {
-            return input.len();
+        let mut taken = 0;
+        while !self.failed && taken < input.len() {
+            let room = self.room();
+            if room == 0 {
+                break;
+            }
+            let end = input.len().min(taken + room);
+            let part = input.get(taken..end).unwrap_or_default();
+            self.filling().extend_from_slice(part);
+            taken = end;
+            self.start_frame();
         }
-        let room = Self::MAX_BUFFERED.saturating_sub(self.buf.len());
-        let (taken, _) = input.split_at(input.len().min(room));
-        self.buf.extend_from_slice(taken);
-        taken.len()
+        if self.failed { input.len() } else { taken }
+    }
+
+    /// Room to read the next bytes of the stream into directly (tokio's
+    /// `read_buf`, say), instead of handing them to
+    /// [`handle_input`](Self::handle_input): the rest of the next length
+    /// prefix, or of the frame under way. It is empty only while a complete
+    /// frame waits to be polled, or once the decoder failed: poll until
+    /// `None` first, and never take an empty read for the end of the stream.
+    pub fn spare(&mut self) -> Limit<&mut BytesMut> {
+        self.start_frame();
+        let room = if self.failed { 0 } else { self.room() };
+        let filling = self.filling();
+        filling.reserve(room);
+        filling.limit(room)
     }
 
     /// The next complete message, or `None` when more input is needed.
     pub fn poll_message(&mut self) -> Option<Result<Message, DecodeError>> {
-        if self.failed {
+        self.start_frame();
+        if let Some(e) = self.bad_length.take() {
+            return Some(Err(e));
+        }
+        if self.failed || self.frame_len == 0 || self.frame.len() < self.frame_len {
             return None;
         }
-        let frame_len = match frame_len(&self.buf) {
-            Ok(len) => len,
-            Err(DecodeError::Truncated { .. }) => return None,
-            Err(e) => {
-                self.failed = true;
-                self.buf = BytesMut::new();
-                return Some(Err(e));
-            }
-        };
-        let frame = self.buf.split_to(frame_len).freeze();
+        let frame_len = std::mem::take(&mut self.frame_len);
+        let frame = std::mem::take(&mut self.frame).freeze();
         Some(decode_shared(&frame, frame_len))
     }
 
     /// Bytes buffered and not yet returned as messages.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.prefix.len() + self.frame.len()
     }
 
     /// At least how many more bytes the next message needs (0 when one is
     /// ready or the decoder failed).
     pub fn needed(&self) -> usize {
-        match frame_len(&self.buf) {
-            Err(DecodeError::Truncated { needed }) if !self.failed => needed,
-            _ => 0,
-        }
+        if self.failed { 0 } else { self.room() }
     }
 
     /// True after a bad frame length: the stream cannot be followed further.
     pub fn is_failed(&self) -> bool {
         self.failed
+    }
+
+    /// How many bytes the buffer being filled still takes.
+    fn room(&self) -> usize {
+        if self.frame_len == 0 {
+            FRAME_HEADER_LEN.saturating_sub(self.prefix.len())
+        } else {
+            self.frame_len.saturating_sub(self.frame.len())
+        }
+    }
+
+    /// The buffer that input goes to next.
+    fn filling(&mut self) -> &mut BytesMut {
+        if self.frame_len == 0 {
+            &mut self.prefix
+        } else {
+            &mut self.frame
+        }
+    }
+
+    /// Once the length prefix is in: checks it, and gives the frame its
+    /// buffer (or fails the decoder).
+    fn start_frame(&mut self) {
+        if self.frame_len != 0 || self.failed || self.prefix.len() < FRAME_HEADER_LEN {
+            return;
+        }
+        let checked = match frame_len(&self.prefix) {
+            // The prefix alone is in: the frame's own length is what is missing.
+            Err(DecodeError::Truncated { needed }) => Ok(FRAME_HEADER_LEN + needed),
+            Ok(len) => Ok(len),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(len) => {
+                self.frame = BytesMut::with_capacity(len);
+                self.frame.extend_from_slice(&self.prefix);
+                self.prefix.clear();
+                self.frame_len = len;
+            }
+            Err(e) => {
+                self.failed = true;
+                self.bad_length = Some(e);
+                self.prefix = BytesMut::new();
+            }
+        }
     }
 }
 

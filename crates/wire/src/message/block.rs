@@ -184,7 +184,7 @@ impl Payload for Response {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let request_id = r.u32("response.request_id")?;
         let result = match r.u8("response.status")? {
-            0 => Ok(Block(r.bytes("response.data", MAX_BLOCK_LEN)?)),
+            0 => Ok(Block(r.bytes_of_frame("response.data", MAX_BLOCK_LEN)?)),
             status => Err(ResponseError::from_u8(status).ok_or(DecodeError::BadValue {
                 field: "response.status",
                 reason: "must be 0 (ok) or 1..=4",

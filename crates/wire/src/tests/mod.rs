@@ -647,6 +647,79 @@ fn frame_decoder_fails_for_good_on_a_bad_length() {
 }
 
 #[test]
+fn frame_decoder_spare_room_stops_at_each_frame_end() {
+    use bytes::BufMut;
+    let messages = [
+        Message::Ping(Ping { nonce: 3 }),
+        Message::Response(Response {
+            request_id: 1,
+            result: Ok(Block::new(vec![7u8; 100]).unwrap()),
+        }),
+        Message::Response(Response {
+            request_id: 2,
+            result: Ok(Block::new(vec![8u8; 2 * ZERO_COPY_MIN_LEN]).unwrap()),
+        }),
+        Message::Pong(Pong { nonce: 4 }),
+    ];
+    let frames: Vec<Vec<u8>> = messages.iter().map(Message::to_vec).collect();
+    let stream = frames.concat();
+    // Each frame is asked for as its prefix, then the rest of it, exactly.
+    let want_rooms: Vec<usize> = frames
+        .iter()
+        .flat_map(|f| [FRAME_HEADER_LEN, f.len() - FRAME_HEADER_LEN])
+        .collect();
+    let mut decoder = FrameDecoder::new();
+    let (mut rest, mut rooms, mut got) = (&stream[..], Vec::new(), Vec::new());
+    while !rest.is_empty() {
+        while let Some(message) = decoder.poll_message() {
+            got.push(message.unwrap());
+        }
+        let mut spare = decoder.spare();
+        let room = spare.remaining_mut();
+        rooms.push(room);
+        let (now, later) = rest.split_at(room.min(rest.len()));
+        spare.put_slice(now);
+        rest = later;
+    }
+    while let Some(message) = decoder.poll_message() {
+        got.push(message.unwrap());
+    }
+    assert_eq!(rooms, want_rooms);
+    assert_eq!(got, messages);
+    assert_eq!(decoder.buffered(), 0);
+    // Filled a byte at a time, the same messages come out.
+    let mut decoder = FrameDecoder::new();
+    let mut got = Vec::new();
+    for &byte in &stream {
+        while let Some(message) = decoder.poll_message() {
+            got.push(message.unwrap());
+        }
+        let mut spare = decoder.spare();
+        assert!(
+            spare.remaining_mut() > 0,
+            "no room while no frame is complete"
+        );
+        spare.put_u8(byte);
+    }
+    got.extend(decoder.poll_message().map(Result::unwrap));
+    assert_eq!(got, messages);
+}
+
+#[test]
+fn frame_decoder_has_no_room_after_a_bad_length() {
+    use bytes::BufMut;
+    let mut decoder = FrameDecoder::new();
+    decoder.spare().put_slice(&[0xff; 4]);
+    assert!(matches!(
+        decoder.poll_message(),
+        Some(Err(DecodeError::TooLong { .. }))
+    ));
+    assert!(decoder.is_failed());
+    assert_eq!(decoder.spare().remaining_mut(), 0);
+    assert_eq!(decoder.poll_message(), None);
+}
+
+#[test]
 fn frame_decoder_reports_what_it_needs() {
     let bytes = Message::Ping(Ping { nonce: 1 }).to_vec();
     let mut decoder = FrameDecoder::new();
