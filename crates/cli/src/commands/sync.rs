@@ -12,9 +12,10 @@ use crate::args::SyncArgs;
 use crate::exit::{Failure, ResultExt};
 
 pub(crate) fn run(args: &SyncArgs) -> Result<(), Failure> {
-    // Before any thread starts: a daemon's threads pass buffers to one another,
-    // and an arena per thread kept megabytes of partly used memory.
-    malloc_arenas::limit();
+    // Before any thread starts: a daemon's threads pass buffers to one another
+    // (an arena per thread kept megabytes of partly used memory), and blocks
+    // freed should be reused, not faulted in again.
+    malloc_tune::tune();
     let given: Option<FolderKey> = args
         .secret
         .as_deref()
