@@ -116,7 +116,10 @@ mod tests {
             .map(|i| {
                 std::thread::spawn(move || {
                     let len = if i % 2 == 0 { 1 << 16 } else { 5 << 20 };
-                    let sum = vec![i as u8; len].iter().map(|&b| u64::from(b)).sum::<u64>();
+                    let sum = vec![i as u8; len]
+                        .iter()
+                        .map(|&b| u64::from(b))
+                        .sum::<u64>();
                     (sum, len as u64)
                 })
             })
