@@ -136,4 +136,43 @@ proptest! {
         let want: Vec<_> = messages.into_iter().map(Ok).collect();
         prop_assert_eq!(got, want);
     }
+
+    #[test]
+    fn reading_into_spare_room_gives_what_handing_over_gives(
+        bytes in vec(any::<u8>(), 0..600),
+        messages in vec(message(), 0..4),
+        sizes in vec(1usize..64, 1..16),
+    ) {
+        use bytes::BufMut;
+        // Good frames, then arbitrary bytes: whatever the stream holds, reading
+        // it into `spare` in reads of any size gives the same results as
+        // handing it over whole.
+        let mut stream = Vec::new();
+        for m in &messages {
+            m.encode(&mut stream);
+        }
+        stream.extend_from_slice(&bytes);
+        let want = decode_stream(&mut FrameDecoder::new(), &stream);
+        let mut decoder = FrameDecoder::new();
+        let (mut rest, mut got, mut next) = (&stream[..], Vec::new(), sizes.iter().cycle());
+        while !rest.is_empty() {
+            while let Some(result) = decoder.poll_message() {
+                got.push(result);
+            }
+            let mut spare = decoder.spare();
+            let room = spare.remaining_mut();
+            if room == 0 {
+                prop_assert!(decoder.is_failed());
+                break;
+            }
+            let n = room.min(rest.len()).min(*next.next().unwrap_or(&1));
+            spare.put_slice(&rest[..n]);
+            rest = &rest[n..];
+            prop_assert!(decoder.buffered() <= FrameDecoder::MAX_BUFFERED);
+        }
+        while let Some(result) = decoder.poll_message() {
+            got.push(result);
+        }
+        prop_assert_eq!(got, want);
+    }
 }
