@@ -809,8 +809,10 @@ fn read_checked(
     while data.len() < len {
         let at = offset.checked_add(data.len() as u64)?;
         let spare = rustix::buffer::spare_capacity(&mut data);
-        if rustix::io::pread(file, spare, at).ok()? == 0 {
-            break;
+        match rustix::io::pread(file, spare, at) {
+            Ok(0) => break,
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
         }
     }
     data.truncate(len);
