@@ -57,22 +57,34 @@ fn an_edit_of_a_large_file_travels_as_a_delta_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = start_pair(tmp.path());
     let original = noise(BIG, 11);
-    a.write("disk.img", &original);
+    a.save("disk.img", &original);
     wait_same(&[&a, &b]);
     assert_eq!(count(&b, &[REBUILT]), 0, "the first version goes whole");
 
     let edited = inserted(&original, &[0x5a; 100]);
-    a.write("disk.img", &edited);
+    a.save("disk.img", &edited);
     wait_same(&[&a, &b]);
     assert_eq!(b.tree()["disk.img"], edited);
-    assert_eq!(count(&b, &[REBUILT, "disk.img"]), 1);
+    assert_eq!(
+        count(&b, &[REBUILT, "disk.img"]),
+        1,
+        "asked whole: a {}, b {}; a's log on the file:\n{}\nb's log:\n{}",
+        count(&a, &[ASKED]),
+        count(&b, &[ASKED]),
+        a.plain_log()
+            .lines()
+            .filter(|l| l.contains("disk.img"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        b.plain_log()
+    );
     // The block around the insert came as a delta from b's old block there.
     assert!(count(&b, &[BLOCK_REBUILT]) >= 1);
     assert!(count(&a, &[BLOCK_SENT]) >= 1);
 
     // The other way, and a second edit on top of the first.
     let again = inserted(&edited, b"edited on b");
-    b.write("disk.img", &again);
+    b.save("disk.img", &again);
     wait_same(&[&a, &b]);
     assert_eq!(a.tree()["disk.img"], again);
     assert_eq!(count(&a, &[REBUILT, "disk.img"]), 1);
@@ -90,7 +102,7 @@ fn a_delta_whose_base_the_peer_no_longer_holds_is_sent_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, mut b) = start_pair(tmp.path());
     let original = noise(BIG, 12);
-    a.write("disk.img", &original);
+    a.save("disk.img", &original);
     wait_same(&[&a, &b]);
     // Let b store how far it holds a's index (it does so once idle), so that a
     // takes b to hold the original still.
@@ -98,8 +110,8 @@ fn a_delta_whose_base_the_peer_no_longer_holds_is_sent_whole() {
     b.kill();
     let on_a = inserted(&original, b"edited on a");
     let on_b = inserted(&original, b"edited on b while offline");
-    a.write("disk.img", &on_a);
-    b.write("disk.img", &on_b);
+    a.save("disk.img", &on_a);
+    b.save("disk.img", &on_b);
     b.restart();
     wait_same(&[&a, &b]);
 

@@ -206,6 +206,17 @@ impl Node {
         fs::write(path, data).unwrap();
     }
 
+    /// Writes `rel` the way editors save: the whole content to a temporary
+    /// outside the folder, then renamed over it, so the node can never scan
+    /// a half-written (or just truncated) file, however slow the machine.
+    pub fn save(&self, rel: &str, data: &[u8]) {
+        let path = self.dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let temp = self.dir.with_extension("saving");
+        fs::write(&temp, data).unwrap();
+        fs::rename(&temp, path).unwrap();
+    }
+
     pub fn tree(&self) -> BTreeMap<String, Vec<u8>> {
         tree(&self.dir)
     }
