@@ -1,6 +1,7 @@
-//! A byte stream fed to `wire::FrameDecoder` in chunks of arbitrary sizes
-//! gives exactly what the same stream gives in one piece, never buffers more
-//! than one largest frame, and every message it yields re-encodes to itself.
+//! A byte stream fed to `wire::FrameDecoder` in chunks of arbitrary sizes, or
+//! read into its spare room in reads of arbitrary sizes, gives exactly what
+//! the same stream gives in one piece, never buffers more than one largest
+//! frame, and every message it yields re-encodes to itself.
 //!
 //! Input: one seed byte choosing the chunk sizes, then the stream.
 #![no_main]
@@ -33,6 +34,38 @@ fn run(stream: &[u8], mut next_len: impl FnMut() -> usize) -> Vec<Result<Message
     out
 }
 
+/// Like [`run`], but the stream is put straight into the decoder's spare
+/// room, as a connection's reader does, at most `next_len` bytes at a time.
+fn run_spare(
+    stream: &[u8],
+    mut next_len: impl FnMut() -> usize,
+) -> Vec<Result<Message, DecodeError>> {
+    use bytes::BufMut;
+    let mut decoder = FrameDecoder::new();
+    let mut out = Vec::new();
+    let mut rest = stream;
+    while !rest.is_empty() {
+        while let Some(result) = decoder.poll_message() {
+            out.push(result);
+        }
+        let mut spare = decoder.spare();
+        let room = spare.remaining_mut();
+        if room == 0 {
+            // Only a failed decoder has no room once polled empty.
+            assert!(decoder.is_failed());
+            break;
+        }
+        let (now, later) = rest.split_at(room.min(rest.len()).min(next_len().max(1)));
+        spare.put_slice(now);
+        rest = later;
+        assert!(decoder.buffered() <= FrameDecoder::MAX_BUFFERED);
+    }
+    while let Some(result) = decoder.poll_message() {
+        out.push(result);
+    }
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, stream)) = data.split_first() else {
         return;
@@ -48,6 +81,14 @@ fuzz_target!(|data: &[u8]| {
         state as usize % max + 1
     });
     assert_eq!(whole, chunked);
+    let mut state = u32::from(seed) | 1;
+    let spared = run_spare(stream, || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state as usize % max + 1
+    });
+    assert_eq!(whole, spared);
     for message in whole.into_iter().flatten() {
         let bytes = message.to_vec();
         assert_eq!(wire::decode(&bytes), Ok((message, bytes.len())));
