@@ -110,13 +110,8 @@ impl<'a> Reader<'a> {
     /// A length-prefixed byte string as [`Bytes`]: a slice of the owner when
     /// there is one, a copy otherwise.
     pub(crate) fn bytes(&mut self, field: &'static str, max: usize) -> Result<Bytes, DecodeError> {
-        let slice = self.len_prefixed(field, max)?;
-        Ok(match self.owner {
-            // `slice` was cut from `owner`, so `slice_ref` cannot fail. Small
-            // strings are copied so they do not keep a large buffer alive.
-            Some(owner) if slice.len() >= ZERO_COPY_MIN_LEN => owner.slice_ref(slice),
-            _ => Bytes::copy_from_slice(slice),
-        })
+        // Small strings are copied so they do not keep a large buffer alive.
+        self.bytes_sliced_from(field, max, ZERO_COPY_MIN_LEN)
     }
 
     /// [`bytes`](Self::bytes) for a string that is nearly all of its frame
@@ -127,10 +122,22 @@ impl<'a> Reader<'a> {
         field: &'static str,
         max: usize,
     ) -> Result<Bytes, DecodeError> {
+        self.bytes_sliced_from(field, max, 0)
+    }
+
+    /// A length-prefixed byte string, sliced from the owner when there is one
+    /// and the string has at least `min_sliced` bytes, else copied.
+    fn bytes_sliced_from(
+        &mut self,
+        field: &'static str,
+        max: usize,
+        min_sliced: usize,
+    ) -> Result<Bytes, DecodeError> {
         let slice = self.len_prefixed(field, max)?;
         Ok(match self.owner {
-            Some(owner) => owner.slice_ref(slice),
-            None => Bytes::copy_from_slice(slice),
+            // `slice` was cut from `owner`, so `slice_ref` cannot fail.
+            Some(owner) if slice.len() >= min_sliced => owner.slice_ref(slice),
+            _ => Bytes::copy_from_slice(slice),
         })
     }
 
@@ -276,5 +283,14 @@ mod tests {
         let small = r.bytes("small", 10).unwrap();
         assert_eq!(&small[..], &[7, 8]);
         assert_ne!(small.as_ptr(), owner[len + 8..].as_ptr());
+        // A block is sliced whatever its size.
+        let mut r = Reader::shared(&owner);
+        r.bytes("big", len).unwrap();
+        let block = r.bytes_of_frame("block", 10).unwrap();
+        assert_eq!(block.as_ptr(), owner[len + 8..].as_ptr());
+        // Without an owner there is nothing to slice from.
+        let mut r = Reader::new(&owner);
+        r.bytes("big", len).unwrap();
+        assert_eq!(&r.bytes_of_frame("block", 10).unwrap()[..], &[7, 8]);
     }
 }

@@ -95,27 +95,30 @@ pub fn decode(buf: &[u8]) -> Result<(Message, usize), DecodeError> {
 /// The length of the whole frame at the start of `buf`, header included,
 /// once all of it is in `buf`.
 fn frame_len(buf: &[u8]) -> Result<usize, DecodeError> {
-    let Some((len, _)) = buf.split_first_chunk::<FRAME_HEADER_LEN>() else {
+    let Some((prefix, _)) = buf.split_first_chunk::<FRAME_HEADER_LEN>() else {
         return Err(DecodeError::Truncated {
             needed: FRAME_HEADER_LEN - buf.len(),
         });
     };
-    let len = u32::from_be_bytes(*len);
-    let len = match usize::try_from(len) {
-        Ok(0) => return Err(DecodeError::EmptyFrame),
-        Ok(len) if len <= MAX_FRAME_LEN => len,
-        _ => {
-            return Err(DecodeError::TooLong {
-                field: "frame length",
-                len: u64::from(len),
-                max: MAX_FRAME_LEN as u64,
-            });
-        }
-    };
-    let total = FRAME_HEADER_LEN + len;
+    let total = whole_len(*prefix)?;
     match total.checked_sub(buf.len()) {
         Some(needed) if needed > 0 => Err(DecodeError::Truncated { needed }),
         _ => Ok(total),
+    }
+}
+
+/// The length of the whole frame, header included, that `prefix` announces,
+/// checked against [`MAX_FRAME_LEN`].
+fn whole_len(prefix: [u8; FRAME_HEADER_LEN]) -> Result<usize, DecodeError> {
+    let len = u32::from_be_bytes(prefix);
+    match usize::try_from(len) {
+        Ok(0) => Err(DecodeError::EmptyFrame),
+        Ok(len) if len <= MAX_FRAME_LEN => Ok(FRAME_HEADER_LEN + len),
+        _ => Err(DecodeError::TooLong {
+            field: "frame length",
+            len: u64::from(len),
+            max: MAX_FRAME_LEN as u64,
+        }),
     }
 }
 
@@ -279,16 +282,13 @@ impl FrameDecoder {
     /// Once the length prefix is in: checks it, and gives the frame its
     /// buffer (or fails the decoder).
     fn start_frame(&mut self) {
-        if self.frame_len != 0 || self.failed || self.prefix.len() < FRAME_HEADER_LEN {
+        if self.frame_len != 0 || self.failed {
             return;
         }
-        let checked = match frame_len(&self.prefix) {
-            // The prefix alone is in: the frame's own length is what is missing.
-            Err(DecodeError::Truncated { needed }) => Ok(FRAME_HEADER_LEN + needed),
-            Ok(len) => Ok(len),
-            Err(e) => Err(e),
+        let Ok(prefix) = <[u8; FRAME_HEADER_LEN]>::try_from(self.prefix.as_ref()) else {
+            return;
         };
-        match checked {
+        match whole_len(prefix) {
             Ok(len) => {
                 self.frame = BytesMut::with_capacity(len);
                 self.frame.extend_from_slice(&self.prefix);
