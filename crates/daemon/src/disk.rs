@@ -319,13 +319,13 @@ impl Disk {
         hashed: Option<LocalStat>,
     ) -> Option<Vec<u8>> {
         let kept = self.served.borrow_mut().take(rel);
-        if let Some(file) = kept {
-            // Unlinked since (replaced or deleted): closed, and the path opened again.
-            let linked = file.metadata().is_ok_and(|m| m.nlink() > 0);
-            if linked && let Some(data) = read_checked(&file, offset, size, hash, hashed) {
-                self.served.borrow_mut().keep(rel, file);
-                return Some(data);
-            }
+        // A kept file that does not give the block (unlinked since, say) is
+        // closed, and the path opened again.
+        if let Some(file) = kept
+            && let Some(data) = read_checked(&file, offset, size, hash, hashed)
+        {
+            self.served.borrow_mut().keep(rel, file);
+            return Some(data);
         }
         let file = OpenOptions::new()
             .read(true)
@@ -780,10 +780,10 @@ fn copy_err(e: &io::Error) -> io::Error {
     io::Error::new(e.kind(), e.to_string())
 }
 
-/// `O_NOFOLLOW`: opening a symlink fails instead of opening what it points to.
 /// `size` bytes of `file` at `offset`, if they hash to `hash`, or if the file is
 /// as `hashed` says it was when its blocks were hashed (same size, modification
-/// time and inode; then the hash is not computed).
+/// time and inode; then the hash is not computed). Never from a file no longer
+/// linked anywhere (replaced or deleted since it was opened).
 fn read_checked(
     file: &File,
     offset: u64,
@@ -792,7 +792,7 @@ fn read_checked(
     hashed: Option<LocalStat>,
 ) -> Option<Vec<u8>> {
     let meta = file.metadata().ok()?;
-    if !meta.is_file() {
+    if !meta.is_file() || meta.nlink() == 0 {
         return None;
     }
     let unchanged = hashed.is_some_and(|h| {
@@ -819,6 +819,7 @@ fn read_checked(
     (data.len() == len && (unchanged || blake3::hash(&data).as_bytes() == hash)).then_some(data)
 }
 
+/// `O_NOFOLLOW`: opening a symlink fails instead of opening what it points to.
 pub(crate) fn no_follow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
