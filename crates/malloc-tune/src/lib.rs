@@ -9,8 +9,9 @@
 //!   at one against two, for no loss of speed (CPU and time within noise): the
 //!   threads that allocate most (a connection's reader, the folder) seldom do so
 //!   at the same moment on two cores.
-//! - **Freed memory kept.** Blocks (up to 1 MiB; 8 MiB at most) and frames are
-//!   allocated and freed at hundreds of megabytes a second. glibc returns the
+//! - **Freed memory kept.** Blocks (at most 1 MiB in files under 4 GiB, 8 MiB
+//!   in the largest) and frames are allocated and freed at hundreds of
+//!   megabytes a second. glibc returns the
 //!   free top of its heap to the kernel once it exceeds the trim threshold
 //!   (128 KiB, doubled each time a large block is freed, so ~0.5 MiB here), and
 //!   the next blocks fault the same pages in again, zeroed: page faults and
@@ -31,7 +32,8 @@ pub const ARENAS: i32 = 1;
 pub const TRIM_THRESHOLD: i32 = 8 << 20;
 
 /// Allocations at least this large get pages of their own (`mmap`), returned
-/// when freed: larger than any block, so blocks come from the heap.
+/// when freed: the blocks of files under 64 GiB (4 MiB at most, nearly all
+/// smaller) come from the heap.
 pub const MMAP_THRESHOLD: i32 = 4 << 20;
 
 /// One of glibc's `mallopt` parameters, with the environment variable and
