@@ -66,29 +66,26 @@ fn run_spare(
     out
 }
 
+/// Chunk sizes from 1 up to a bound, both chosen by `seed` (xorshift32: a
+/// different pattern per seed).
+fn sizes(seed: u8) -> impl FnMut() -> usize {
+    let mut state = u32::from(seed) | 1;
+    let max = usize::from(seed % 64) + 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state as usize % max + 1
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, stream)) = data.split_first() else {
         return;
     };
     let whole = run(stream, || usize::MAX);
-    let mut state = u32::from(seed) | 1;
-    let max = usize::from(seed % 64) + 1;
-    let chunked = run(stream, || {
-        // xorshift32: sizes 1..=max, a different pattern per seed.
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state as usize % max + 1
-    });
-    assert_eq!(whole, chunked);
-    let mut state = u32::from(seed) | 1;
-    let spared = run_spare(stream, || {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        state as usize % max + 1
-    });
-    assert_eq!(whole, spared);
+    assert_eq!(whole, run(stream, sizes(seed)));
+    assert_eq!(whole, run_spare(stream, sizes(seed)));
     for message in whole.into_iter().flatten() {
         let bytes = message.to_vec();
         assert_eq!(wire::decode(&bytes), Ok((message, bytes.len())));
